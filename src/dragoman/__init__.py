@@ -1,0 +1,49 @@
+"""dragoman: an LLM gateway between the Anthropic Messages and OpenAI Chat Completions dialects.
+
+The library API (``Gateway``, ``ModelInstance``) runs the same engine as the server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import (
+    AuthenticationError,
+    BudgetExceededError,
+    DragomanError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError",
+    "BudgetExceededError",
+    "DragomanError",
+    "Gateway",
+    "InvalidRequestError",
+    "ModelInstance",
+    "ModelNotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServerError",
+    "load_config",
+]
+
+
+def __getattr__(name: str) -> Any:  # lazy: importing dragoman.errors must stay cheap
+    if name in ("Gateway", "ModelInstance"):
+        from . import library
+
+        return getattr(library, name)
+    if name == "load_config":
+        from .config import load_config
+
+        return load_config
+    raise AttributeError(name)

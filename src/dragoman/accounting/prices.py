@@ -1,0 +1,151 @@
+"""Prices: the shipped table (``prices.json``), config overrides, and cost arithmetic.
+
+Resolution for ``price_for(model, deployment)``, first hit wins:
+
+1. the deployment's ``prices`` (``models.<m>.deployments[i].prices``; the deployment is matched
+   by ``name``, then by ``provider/model``, ``model`` or ``provider``);
+2. the model's ``prices`` (``models.<m>.prices``);
+3. the shipped table with ``accounting.prices`` laid over it (a config entry replaces the shipped
+   entry of the same name), by exact name, then longest prefix; the gateway name first, then the
+   upstream model id;
+4. zero, with a one-time warning.
+
+Missing cache prices default to 1.25x (write) and 0.1x (read) the input price for Claude models
+(name contains "claude" or the provider is an Anthropic one) and to the input price otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from importlib import resources
+from typing import Any
+
+from dragoman.accounting.usage import Usage
+from dragoman.config import Config, DeploymentConfig, Prices
+
+log = logging.getLogger("dragoman.accounting")
+
+_TABLE: dict[str, Any] | None = None
+
+
+def default_table() -> dict[str, Any]:
+    """The shipped table: ``{"as_of": ..., "models": {name: {input, output, ...}}}``."""
+    global _TABLE
+    if _TABLE is None:
+        text = resources.files("dragoman.accounting").joinpath("prices.json").read_text()
+        _TABLE = json.loads(text)
+    return _TABLE
+
+
+def _lookup(table: dict[str, Prices], name: str) -> Prices | None:
+    if name in table:
+        return table[name]
+    best: str | None = None
+    for k in table:
+        if name.startswith(k) and (best is None or len(k) > len(best)):
+            best = k
+    if best is not None:
+        return table[best]
+    if "/" in name:
+        return _lookup(table, name.rsplit("/", 1)[1])
+    return None
+
+
+def complete(p: Prices, claude: bool) -> Prices:
+    """Fill absent cache prices with the defaults."""
+    if p.cache_write is not None and p.cache_read is not None:
+        return p
+    cw = p.cache_write if p.cache_write is not None else p.input * (1.25 if claude else 1.0)
+    cr = p.cache_read if p.cache_read is not None else p.input * (0.1 if claude else 1.0)
+    return Prices(
+        input=p.input, output=p.output, cache_write=cw, cache_read=cr, per_request=p.per_request
+    )
+
+
+def cost(p: Prices, usage: Usage | None) -> float:
+    """USD for a usage at prices ``p`` (the per-request price is charged even without usage)."""
+    if usage is None:
+        return p.per_request
+    return (
+        usage.input_tokens * p.input
+        + usage.output_tokens * p.output
+        + usage.cache_creation_input_tokens * (p.cache_write or 0.0)
+        + usage.cache_read_input_tokens * (p.cache_read or 0.0)
+    ) / 1e6 + p.per_request
+
+
+def worst_case(p: Prices, input_tokens: int, max_tokens: int) -> float:
+    """The most a request can cost: the whole input at the input price, max_tokens of output."""
+    return (max(input_tokens, 0) * p.input + max(max_tokens, 0) * p.output) / 1e6 + p.per_request
+
+
+class PriceBook:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        shipped = default_table()["models"]
+        self.shipped = {k: Prices(**v) for k, v in shipped.items()}
+        self.overrides = dict(config.accounting.prices)
+        #: config entries replace the shipped ones of the same name; prefixes compete on length
+        self.table = {**self.shipped, **self.overrides}
+        self._cache: dict[tuple[str, str | None], Prices] = {}
+        self._warned: set[str] = set()
+
+    def _deployment(self, model: str, deployment: str | None) -> DeploymentConfig | None:
+        m = self.config.models.get(model)
+        if m is None or deployment is None:
+            return None
+        for d in m.deployments:
+            if d.name is not None and d.name == deployment:
+                return d
+        for d in m.deployments:
+            if deployment in (f"{d.provider}/{d.model or model}", d.model, d.provider):
+                return d
+        return None
+
+    def _is_claude(self, model: str, upstream: str | None, provider: str | None) -> bool:
+        if "claude" in model.lower() or (upstream and "claude" in upstream.lower()):
+            return True
+        p = self.config.providers.get(provider) if provider else None
+        return p is not None and p.kind == "anthropic"
+
+    def price_for(self, model: str, deployment: str | None = None) -> Prices:
+        key = (model, deployment)
+        got = self._cache.get(key)
+        if got is not None:
+            return got
+        got = self._resolve(model, deployment)
+        self._cache[key] = got
+        return got
+
+    def _resolve(self, model: str, deployment: str | None) -> Prices:
+        m = self.config.models.get(model)
+        d = self._deployment(model, deployment)
+        upstream = (d.model if d else None) or (m.model if m else None)
+        provider = (d.provider if d else None) or (m.provider if m else None)
+        if m is not None and provider is None and m.deployments:
+            provider = m.deployments[0].provider
+        claude = self._is_claude(model, upstream, provider)
+        names = [model] + ([upstream] if upstream and upstream != model else [])
+        found: Prices | None = None
+        if d is not None and d.prices is not None:
+            found = d.prices
+        elif m is not None and m.prices is not None:
+            found = m.prices
+        else:
+            for n in names:
+                found = _lookup(self.table, n)
+                if found is not None:
+                    break
+        if found is None:
+            if model not in self._warned:
+                self._warned.add(model)
+                log.warning(
+                    "no price for model %r: its requests are recorded at zero cost "
+                    "(add accounting.prices.%s or models.%s.prices)",
+                    model,
+                    model,
+                    model,
+                )
+            return Prices(input=0.0, output=0.0, cache_write=0.0, cache_read=0.0)
+        return complete(found, claude)

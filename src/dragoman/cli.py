@@ -1,0 +1,225 @@
+"""The ``dragoman`` command: serve, explain a route, manage the store and keys."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from .config import Config, ConfigError, config_from_env, load_config
+
+log = logging.getLogger("dragoman")
+
+
+def _load(config: str | None) -> Config:
+    try:
+        if config:
+            return load_config(config)
+        if Path("dragoman.yaml").exists():
+            return load_config("dragoman.yaml")
+        return config_from_env()
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@click.group()
+@click.version_option(package_name="dragoman")
+def main() -> None:
+    """dragoman: an LLM gateway between the Anthropic and OpenAI dialects."""
+
+
+@main.command()
+@click.option("--config", "-c", type=click.Path(dir_okay=False), help="YAML config file")
+@click.option("--host", default=None, help="bind address (overrides server.host)")
+@click.option("--port", type=int, default=None, help="port (overrides server.port)")
+@click.option("--require-healthy", is_flag=True, help="refuse to start while a provider is down")
+def serve(config: str | None, host: str | None, port: int | None, require_healthy: bool) -> None:
+    """Start the gateway."""
+    cfg = _load(config)
+    if host:
+        cfg.server.host = host
+    if port:
+        cfg.server.port = port
+    from .logs import setup_logging
+
+    setup_logging(cfg.server.log_format, cfg.server.log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    code = asyncio.run(_serve(cfg, require_healthy))
+    sys.exit(code)
+
+
+def model_table(cfg: Config) -> str:
+    rows = [("model", "provider", "kind", "upstream model")]
+    for name, m in cfg.models.items():
+        deps = m.deployments or []
+        if m.provider:
+            rows.append((name, m.provider, cfg.providers[m.provider].kind, m.model or name))
+        for d in deps:
+            rows.append((name, d.provider, cfg.providers[d.provider].kind, d.model or name))
+    for alias, target in cfg.aliases.items():
+        rows.append((alias, f"-> {target}", "alias", ""))
+    if cfg.default_model:
+        rows.append(("(anything else)", f"-> {cfg.default_model}", "default", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+async def build(cfg: Config) -> tuple[Any, Any]:
+    """Engine and accountant for a config (the store opens when enabled)."""
+    from .engine import Engine
+
+    accountant = None
+    api_keys: dict[str, str] = {}
+    if cfg.store.enabled:
+        from .accounting import Accountant
+
+        accountant = await Accountant.create(cfg)
+        for name, p in cfg.providers.items():
+            if p.credential:
+                secret = await accountant.credential(p.credential)
+                if secret is None:
+                    raise click.ClickException(
+                        f"{cfg.source}: providers.{name}.credential: no stored credential "
+                        f"named {p.credential!r}"
+                    )
+                api_keys[name] = secret
+    return Engine(cfg, accountant=accountant, api_keys=api_keys), accountant
+
+
+async def _serve(cfg: Config, require_healthy: bool) -> int:
+    from aiohttp import web
+
+    from .server.app import create_app
+
+    engine, accountant = await build(cfg)
+    health = await engine.check_providers()
+    down = []
+    for name, (ok, detail) in health.items():
+        if ok:
+            log.info("provider %s is up (%s)", name, detail)
+        else:
+            log.warning("provider %s is DOWN (%s)", name, detail)
+            down.append(name)
+    if down and require_healthy:
+        log.error("refusing to start: provider(s) down: %s", ", ".join(down))
+        await engine.close()
+        if accountant is not None:
+            await accountant.close()
+        return 1
+    app = create_app(cfg, engine, accountant)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.server.host, cfg.server.port, reuse_address=True)
+    await site.start()
+    click.echo(f"dragoman serving on http://{cfg.server.host}:{cfg.server.port} ({cfg.source})")
+    click.echo(
+        model_table(cfg)
+        if cfg.models
+        else "no models configured: set ANTHROPIC_API_KEY "
+        "or OPENAI_API_KEY, or pass --config (see examples/)"
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.cleanup()
+    if accountant is not None:
+        await accountant.close()
+    return 0
+
+
+@main.command()
+@click.option("--config", "-c", type=click.Path(dir_okay=False), help="YAML config file")
+@click.option(
+    "--dialect",
+    type=click.Choice(["auto", "anthropic", "openai"]),
+    default="auto",
+    help="the request's dialect (auto: guessed from its shape)",
+)
+@click.argument("request", type=click.File("rb"))
+def route(config: str | None, dialect: str, request: Any) -> None:
+    """Explain where REQUEST.json would go, and why."""
+    cfg = _load(config)
+    try:
+        body = orjson.loads(request.read())
+    except orjson.JSONDecodeError as e:
+        raise click.ClickException(f"{request.name}: not valid JSON: {e}") from None
+    if dialect == "auto":
+        dialect = _guess_dialect(body)
+    from .engine import Engine
+    from .errors import DragomanError
+
+    engine = Engine(cfg)
+    try:
+        d = engine.explain(dialect, body)
+    except DragomanError as e:
+        raise click.ClickException(f"{e.status} {e.type}: {e.message}") from None
+    r = d.route
+    click.echo(f"request model: {body.get('model')!r} ({dialect} dialect)")
+    for why in d.reasons:
+        click.echo(f"  because: {why}")
+    click.echo(f"model:       {r.name}")
+    if d.has_images:
+        click.echo("images:      yes")
+    click.echo(f"strategy:    {r.config.strategy}")
+    for dep in r.deployments:
+        kind = dep.provider.kind
+        path = "pass-through" if kind == dialect else f"translated {dialect} -> {kind}"
+        click.echo(
+            f"deployment:  {dep.name}: provider {dep.provider.name} ({kind}), upstream model "
+            f"{dep.upstream_model!r}, weight {dep.weight:g}, {path}"
+        )
+    if r.config.fallbacks:
+        click.echo(f"fallbacks:   {', '.join(r.config.fallbacks)}")
+    if r.config.context_window_fallbacks:
+        click.echo(f"on context overflow: {', '.join(r.config.context_window_fallbacks)}")
+
+
+def _guess_dialect(body: Any) -> str:
+    if not isinstance(body, dict):
+        return "anthropic"
+    for m in body.get("messages") or []:
+        if isinstance(m, dict) and m.get("role") in ("tool", "developer"):
+            return "openai"
+        c = m.get("content") if isinstance(m, dict) else None
+        if isinstance(c, list) and any(
+            isinstance(p, dict) and p.get("type") in ("image_url", "tool_result", "tool_use")
+            for p in c
+        ):
+            return (
+                "openai"
+                if any(isinstance(p, dict) and p.get("type") == "image_url" for p in c)
+                else "anthropic"
+            )
+    if "system" in body or ("max_tokens" in body and "stop_sequences" in body):
+        return "anthropic"
+    return "anthropic" if "max_tokens" in body else "openai"
+
+
+def _register_store_commands() -> None:
+    try:
+        from .store.cli import db, keys
+    except ImportError:  # store not built yet
+        return
+    main.add_command(db)
+    main.add_command(keys)
+
+
+_register_store_commands()

@@ -1,0 +1,374 @@
+"""Configuration: one YAML file, validated at start, ``${VAR}``/``${VAR:-default}`` expanded.
+
+Validation errors name the file and the dotted path of the bad key, e.g.
+``dragoman.yaml: models.coder.provider: unknown provider 'locl' (known: anthropic, local)``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 32 * 1024 * 1024
+    #: log format: "json" (one object a line) or "text"
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+
+
+class AuthConfig(_Strict):
+    #: static client keys (``x-api-key`` or ``Authorization: Bearer``); empty = open gateway
+    keys: list[str] = Field(default_factory=list)
+    admin_key: str | None = None
+    #: seconds a virtual-key lookup stays cached in the process
+    key_cache_ttl: float = 30.0
+
+
+class Timeouts(_Strict):
+    connect: float = 10.0
+    #: time to the upstream's first byte (response headers)
+    first_byte: float = 600.0
+    #: longest silence allowed between two chunks of a stream
+    idle: float = 300.0
+    #: whole request, streams included
+    total: float = 3600.0
+
+
+class ProviderConfig(_Strict):
+    kind: Literal["anthropic", "openai"]
+    base_url: str
+    api_key: str | None = None
+    #: name of a credential stored with ``POST /admin/credentials`` (instead of ``api_key``)
+    credential: str | None = None
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    max_connections: int = 1000
+    #: extra headers sent on every upstream request
+    headers: dict[str, str] = Field(default_factory=dict)
+    # --- OpenAI-compatible backends only -------------------------------------------------------
+    #: dialect quirks: "vllm" (default), "openai" (api.openai.com: strict params), "ollama",
+    #: "deepseek", "llamacpp"
+    flavor: Literal["vllm", "openai", "ollama", "deepseek", "llamacpp", "generic"] = "vllm"
+    #: assistant-message field carrying reasoning text sent back upstream ("" drops it)
+    reasoning_field: str | None = None
+    #: ``POST {root}/tokenize`` exists (vLLM); None = guess from flavor
+    tokenize: bool | None = None
+    #: Anthropic backend: forward the client's anthropic-beta header
+    forward_betas: bool = True
+    #: check health at start-up
+    health_check: bool = True
+
+    def effective_reasoning_field(self) -> str:
+        if self.reasoning_field is not None:
+            return self.reasoning_field
+        return {"deepseek": "reasoning_content", "openai": ""}.get(self.flavor, "reasoning")
+
+    def supports_tokenize(self) -> bool:
+        if self.tokenize is not None:
+            return self.tokenize
+        return self.flavor == "vllm"
+
+
+class Prices(_Strict):
+    """USD per million tokens, plus an optional flat price per request."""
+
+    input: float = 0.0
+    output: float = 0.0
+    cache_write: float | None = None
+    cache_read: float | None = None
+    per_request: float = 0.0
+
+
+class DeploymentConfig(_Strict):
+    provider: str
+    model: str | None = None
+    weight: float = 1.0
+    rpm: int | None = None
+    tpm: int | None = None
+    prices: Prices | None = None
+    name: str | None = None
+
+
+class ModelConfig(_Strict):
+    #: shorthand for a single deployment
+    provider: str | None = None
+    #: upstream model id (defaults to the model's name)
+    model: str | None = None
+    deployments: list[DeploymentConfig] = Field(default_factory=list)
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    #: default ``max_tokens`` when an OpenAI client sends none to an Anthropic backend
+    default_max_tokens: int | None = None
+    vision: bool = True
+    #: model used for requests that carry images when this one has ``vision: false``
+    vision_model: str | None = None
+    strategy: Literal["weighted", "least_inflight", "lowest_latency"] = "weighted"
+    fallbacks: list[str] = Field(default_factory=list)
+    context_window_fallbacks: list[str] = Field(default_factory=list)
+    content_policy_fallbacks: list[str] = Field(default_factory=list)
+    prices: Prices | None = None
+    display_name: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_say_where(self) -> ModelConfig:
+        if self.provider is None and not self.deployments:
+            raise ValueError("needs 'provider' or 'deployments'")
+        if self.provider is not None and self.deployments:
+            raise ValueError("give either 'provider' or 'deployments', not both")
+        return self
+
+
+class RetryConfig(_Strict):
+    max_retries: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    retry_on: list[int] = Field(
+        default_factory=lambda: [408, 409, 429, 500, 501, 502, 503, 504, 529]
+    )
+
+
+class CooldownConfig(_Strict):
+    allowed_fails: int = 3
+    window: float = 60.0
+    cooldown: float = 30.0
+
+
+class RouteRule(_Strict):
+    """A scenario rule: when its condition holds, the request goes to ``model``."""
+
+    name: str | None = None
+    model: str
+    #: case-insensitive substring/glob of the requested model name (e.g. "*haiku*")
+    match_model: str | None = None
+    thinking: bool | None = None
+    #: estimated input tokens above which the rule applies
+    min_input_tokens: int | None = None
+    has_images: bool | None = None
+    has_tools: bool | None = None
+
+
+class RoutingConfig(_Strict):
+    retries: RetryConfig = Field(default_factory=RetryConfig)
+    cooldown: CooldownConfig = Field(default_factory=CooldownConfig)
+    rules: list[RouteRule] = Field(default_factory=list)
+
+
+class StoreConfig(_Strict):
+    url: str = "sqlite:///dragoman.db"
+    auto_upgrade: bool = True
+    #: usage rows are written in batches: flush at this size or after this many seconds
+    batch_size: int = 200
+    flush_interval: float = 1.0
+    queue_size: int = 10000
+    enabled: bool = True
+
+
+class StateConfig(_Strict):
+    #: "memory" (one process) or a redis:// URL (many processes)
+    url: str = "memory"
+
+
+class BudgetConfig(_Strict):
+    scope: Literal["key", "team", "model", "provider", "global"] = "global"
+    #: key id/alias, team, model or provider name (not for global)
+    target: str | None = None
+    period: Literal["daily", "weekly", "monthly", "yearly", "total"] = "monthly"
+    limit_usd: float
+    alert_thresholds: list[float] = Field(default_factory=lambda: [50.0, 80.0, 95.0])
+    webhook: str | None = None
+
+
+class AccountingConfig(_Strict):
+    #: config prices override the shipped table, per model name
+    prices: dict[str, Prices] = Field(default_factory=dict)
+    budgets: list[BudgetConfig] = Field(default_factory=list)
+    alert_webhook: str | None = None
+
+
+class Config(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    aliases: dict[str, str] = Field(default_factory=dict)
+    default_model: str | None = None
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    accounting: AccountingConfig = Field(default_factory=AccountingConfig)
+    #: where this config came from (for messages); not a YAML key
+    source: str = Field(default="<dict>", exclude=True)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        errs: list[str] = []
+        for name, m in self.models.items():
+            provs = [m.provider] if m.provider else [d.provider for d in m.deployments]
+            for i, p in enumerate(provs):
+                if p not in self.providers:
+                    where = (
+                        f"models.{name}.provider"
+                        if m.provider
+                        else f"models.{name}.deployments.{i}.provider"
+                    )
+                    errs.append(
+                        f"{where}: unknown provider {p!r} (known: {', '.join(self.providers)})"
+                    )
+            for field in (
+                "fallbacks",
+                "context_window_fallbacks",
+                "content_policy_fallbacks",
+            ):
+                for f in getattr(m, field):
+                    if f not in self.models and f not in self.aliases:
+                        errs.append(f"models.{name}.{field}: unknown model {f!r}")
+            if m.vision_model and m.vision_model not in self.models:
+                errs.append(f"models.{name}.vision_model: unknown model {m.vision_model!r}")
+        for alias, target in self.aliases.items():
+            if target not in self.models:
+                errs.append(f"aliases.{alias}: unknown model {target!r}")
+        if self.default_model and self.default_model not in self.models:
+            errs.append(f"default_model: unknown model {self.default_model!r}")
+        for i, r in enumerate(self.routing.rules):
+            if r.model not in self.models:
+                errs.append(f"routing.rules.{i}.model: unknown model {r.model!r}")
+        if errs:
+            raise ValueError("; ".join(errs))
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def expand_env(value: Any, env: Mapping[str, str] | None = None, path: str = "") -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a parsed YAML tree."""
+    env = os.environ if env is None else env
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            got = env.get(name)
+            if got is None or (got == "" and default is not None):
+                if default is None:
+                    return ""
+                return default
+            return got
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, env, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env, f"{path}.{i}") for i, v in enumerate(value)]
+    return value
+
+
+def _format_validation(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(lines)
+
+
+def load_config_dict(
+    data: Mapping[str, Any], *, source: str = "<dict>", env: Mapping[str, str] | None = None
+) -> Config:
+    """Validate a config given as a mapping (env vars are expanded first)."""
+    expanded = expand_env(dict(data), env)
+    # static keys that expand to "" (unset variable) are not keys
+    auth = expanded.get("auth")
+    if isinstance(auth, dict) and isinstance(auth.get("keys"), list):
+        auth["keys"] = [k for k in auth["keys"] if k]
+    try:
+        cfg = Config.model_validate(expanded)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {_format_validation(e)}") from None
+    cfg.source = source
+    return cfg
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, expand and validate a YAML config file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping")
+    return load_config_dict(data, source=str(p), env=env)
+
+
+def config_from_env(env: Mapping[str, str] | None = None) -> Config:
+    """The config ``dragoman serve`` uses when no file is given.
+
+    ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL give an ``anthropic`` provider with the current Claude
+    models; OPENAI_API_KEY / OPENAI_BASE_URL an ``openai`` provider whose models are listed in
+    DRAGOMAN_OPENAI_MODELS (comma-separated; default: gpt-4o, gpt-4o-mini). Unknown ``claude-*``
+    names go to the Anthropic provider when there is one.
+    """
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {"providers": {}, "models": {}, "aliases": {}}
+    if env.get("DRAGOMAN_KEY"):
+        data["auth"] = {"keys": [env["DRAGOMAN_KEY"]]}
+    if env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_BASE_URL"):
+        data["providers"]["anthropic"] = {
+            "kind": "anthropic",
+            "base_url": env.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
+            "api_key": env.get("ANTHROPIC_API_KEY"),
+        }
+        for m in (
+            "claude-opus-4-5",
+            "claude-sonnet-4-5",
+            "claude-haiku-4-5",
+        ):
+            data["models"][m] = {"provider": "anthropic"}
+        data["aliases"]["claude-*"] = "claude-sonnet-4-5"
+        data["aliases"]["*haiku*"] = "claude-haiku-4-5"
+        data["default_model"] = "claude-sonnet-4-5"
+    if env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL"):
+        base = env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        flavor = "openai" if "api.openai.com" in base else "generic"
+        data["providers"]["openai"] = {
+            "kind": "openai",
+            "base_url": base,
+            "api_key": env.get("OPENAI_API_KEY"),
+            "flavor": flavor,
+        }
+        names = [
+            n.strip()
+            for n in (env.get("DRAGOMAN_OPENAI_MODELS") or "gpt-4o,gpt-4o-mini").split(",")
+            if n.strip()
+        ]
+        for n in names:
+            data["models"][n] = {"provider": "openai"}
+        if "default_model" not in data and names:
+            data["default_model"] = names[0]
+    return load_config_dict(data, source="<environment>", env={})

@@ -1,0 +1,873 @@
+"""The engine: one request in one dialect, to one upstream in either dialect, and back.
+
+The server and the library both call ``Engine``; nothing else routes, retries, translates or
+keeps the books. A request goes through:
+
+1. validation in the caller's dialect (400 naming the field);
+2. ``routing.rules.decide``: scenario rules, aliases, vision;
+3. the ledger hold (when accounting is on);
+4. attempts: pick a deployment, prepare the upstream request (pass-through or translated),
+   call it, retry with backoff on retryable failures, then fall back to other models;
+5. the response, translated back (streams are relayed event by event as they arrive);
+6. the ledger settles: confirmed at the real cost, or cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .accounting.usage import Usage
+from .config import Config
+from .errors import (
+    DragomanError,
+    InvalidRequestError,
+    OverloadedError,
+    RateLimitError,
+)
+from .protocols import anthropic as pa
+from .protocols import openai as po
+from .protocols.sse import SSEParser, anthropic_frame, openai_frame
+from .providers import Provider, UpstreamReply, UpstreamStream, make_provider
+from .providers.anthropic import AnthropicProvider
+from .providers.openai import OpenAIProvider
+from .routing.deployments import Deployment, Health, choose
+from .routing.models import ModelMap, ModelRoute
+from .routing.rules import Decision, decide
+from .tokens import (
+    estimate_anthropic_request_tokens,
+    estimate_openai_request_tokens,
+)
+from .translate.a2o import anthropic_to_openai_request, openai_to_anthropic_response
+from .translate.completions import (
+    ChatToCompletionStream,
+    chat_response_to_completion,
+    completion_request_to_chat,
+)
+from .translate.context import ResponseContext, Target
+from .translate.errors import (
+    anthropic_upstream_error,
+    openai_upstream_error,
+)
+from .translate.names import strip_synthetic_thinking
+from .translate.o2a import anthropic_to_openai_response, openai_to_anthropic_request
+from .translate.stream_a2o import AnthropicToOpenAIStream
+from .translate.stream_o2a import OpenAIToAnthropicStream
+
+log = logging.getLogger("dragoman.engine")
+
+ANTHROPIC = "anthropic"
+OPENAI = "openai"
+
+
+@dataclass
+class Result:
+    """What the engine answers: a complete body, or a stream of SSE bytes, plus headers."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes | None = None
+    stream: AsyncIterator[bytes] | None = None
+
+    def json(self) -> Any:
+        return orjson.loads(self.body) if self.body is not None else None
+
+
+@dataclass(slots=True)
+class Prepared:
+    """One attempt's upstream request."""
+
+    mode: str  # pass_a | pass_o | a2o | o2a
+    path: str
+    body: bytes
+    headers: Mapping[str, str]
+    rctx: ResponseContext | None = None
+    inject_usage: bool = False
+
+
+@dataclass
+class Call:
+    """The state of one client request as it moves through the engine."""
+
+    front: str
+    body: dict[str, Any]
+    headers: Mapping[str, str]
+    request_id: str
+    key: Any = None
+    legacy: bool = False
+    stream: bool = False
+    requested_model: str = ""
+    decision: Decision | None = None
+    attempts: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    ttft: float | None = None
+    hold: Any = None
+    route: ModelRoute | None = None
+    deployment: Deployment | None = None
+    estimate: int | None = None
+
+    def input_estimate(self) -> int:
+        if self.estimate is None:
+            self.estimate = (
+                estimate_anthropic_request_tokens(self.body)
+                if self.front == ANTHROPIC
+                else estimate_openai_request_tokens(self.body)
+            )
+        return self.estimate
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Engine:
+    """Routes, translates, retries and accounts; shared by the server and the library API."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        accountant: Any = None,
+        sleep: Sleep | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        api_keys: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        keys = api_keys or {}
+        self.providers: dict[str, Provider] = {
+            n: make_provider(n, pc, keys.get(n)) for n, pc in config.providers.items()
+        }
+        self.models = ModelMap(config, self.providers)
+        self.accountant = accountant
+        self.sleep: Sleep = sleep or asyncio.sleep
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.health = Health(config.routing.cooldown, clock)
+        self.retry = config.routing.retries
+        self.provider_health: dict[str, tuple[bool, str]] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        for p in self.providers.values():
+            await p.close()
+
+    async def check_providers(self) -> dict[str, tuple[bool, str]]:
+        """Probe every provider once (start-up health check)."""
+        names = [n for n, p in self.providers.items() if p.config.health_check]
+        results = await asyncio.gather(*(self.providers[n].health() for n in names))
+        self.provider_health = dict(zip(names, results, strict=True))
+        return self.provider_health
+
+    # -- front doors -------------------------------------------------------------------------
+
+    async def messages(
+        self,
+        body: Any,
+        headers: Mapping[str, str] | None = None,
+        *,
+        key: Any = None,
+        request_id: str | None = None,
+    ) -> Result:
+        """An Anthropic Messages request (``POST /v1/messages``)."""
+        pa.validate_messages_request(body)
+        return await self._handle(Call(ANTHROPIC, body, headers or {}, request_id or _rid(), key))
+
+    async def chat(
+        self,
+        body: Any,
+        headers: Mapping[str, str] | None = None,
+        *,
+        key: Any = None,
+        request_id: str | None = None,
+    ) -> Result:
+        """An OpenAI Chat Completions request (``POST /v1/chat/completions``)."""
+        po.validate_chat_request(body)
+        return await self._handle(Call(OPENAI, body, headers or {}, request_id or _rid(), key))
+
+    async def completions(
+        self,
+        body: Any,
+        headers: Mapping[str, str] | None = None,
+        *,
+        key: Any = None,
+        request_id: str | None = None,
+    ) -> Result:
+        """A legacy text completion, served through the chat path."""
+        po.validate_completion_request(body)
+        chat = completion_request_to_chat(body)
+        call = Call(OPENAI, chat, headers or {}, request_id or _rid(), key, legacy=True)
+        return await self._handle(call)
+
+    async def count_tokens(
+        self, body: Any, headers: Mapping[str, str] | None = None, *, key: Any = None
+    ) -> dict[str, Any]:
+        """``POST /v1/messages/count_tokens``: the upstream's count when it has one."""
+        pa.validate_messages_request(body, count_tokens=True)
+        headers = headers or {}
+        call = Call(ANTHROPIC, body, headers, _rid(), key)
+        decision = self._decide(call)
+        if self.accountant is not None:
+            self.accountant.check_model_allowed(key, decision.route.name)
+        dep = choose(decision.route.deployments, decision.route.config.strategy, self.clock())
+        dep = dep or decision.route.deployments[0]
+        prov = dep.provider
+        try:
+            if isinstance(prov, AnthropicProvider):
+                b = strip_synthetic_thinking(dict(body))
+                b["model"] = dep.upstream_model
+                rep = await prov.request(
+                    "POST", prov.count_tokens_path, orjson.dumps(b), prov.headers_for(headers)
+                )
+                if rep.status == 200:
+                    return dict(orjson.loads(rep.body))
+                log.warning(
+                    "count_tokens upstream %s answered %s; estimating", prov.name, rep.status
+                )
+            elif isinstance(prov, OpenAIProvider) and prov.config.supports_tokenize():
+                target = self._target(call, decision.route, dep)
+                o, _ = anthropic_to_openai_request({**body, "max_tokens": 1}, target)
+                tb: dict[str, Any] = {
+                    "model": dep.upstream_model,
+                    "messages": o["messages"],
+                    "add_generation_prompt": True,
+                }
+                if o.get("tools"):
+                    tb["tools"] = o["tools"]
+                rep = await _post_abs(prov, prov.root_url + "/tokenize", tb)
+                if rep.status == 200:
+                    got = orjson.loads(rep.body)
+                    if isinstance(got.get("count"), int):
+                        return {"input_tokens": got["count"]}
+                log.warning("tokenize on %s answered %s; estimating", prov.name, rep.status)
+        except DragomanError as e:
+            log.warning("count_tokens via %s failed (%s); estimating", prov.name, e.message)
+        return {"input_tokens": call.input_estimate()}
+
+    def list_models(self) -> list[dict[str, Any]]:
+        out = []
+        for name in self.models.names():
+            route = self.models.get(name)
+            out.append(
+                {
+                    "id": name,
+                    "display_name": route.config.display_name or name,
+                    "max_input_tokens": route.config.context_window,
+                    "max_tokens": route.config.max_output_tokens,
+                    "owned_by": route.deployments[0].provider.name,
+                }
+            )
+        return out
+
+    def deployment_states(self) -> dict[str, list[dict[str, object]]]:
+        now = self.clock()
+        return {
+            name: [d.state(now) for d in route.deployments]
+            for name, route in self.models.routes.items()
+        }
+
+    def explain(self, front: str, body: dict[str, Any]) -> Decision:
+        """The routing decision for a request, without sending it (``dragoman route``)."""
+        call = Call(front, body, {}, "explain")
+        return self._decide(call)
+
+    # -- the pipeline ------------------------------------------------------------------------
+
+    def _decide(self, call: Call) -> Decision:
+        return decide(
+            self.models, self.config.routing.rules, call.front, call.body, call.input_estimate
+        )
+
+    async def _handle(self, call: Call) -> Result:
+        call.stream = bool(call.body.get("stream"))
+        call.requested_model = call.body["model"]
+        call.decision = self._decide(call)
+        route = call.decision.route
+        acct = self.accountant
+        if acct is not None:
+            acct.check_model_allowed(call.key, route.name)
+            call.hold = await acct.hold(self._request_info(call, route))
+        try:
+            result = await self._with_fallbacks(call, route)
+        except DragomanError as err:
+            await self._settle(call, None, err.status, err.message)
+            err.headers.setdefault("x-dragoman-attempts", str(call.attempts))
+            raise
+        except BaseException:
+            await self._settle(call, None, 499, "cancelled")
+            raise
+        return result
+
+    async def _with_fallbacks(self, call: Call, first: ModelRoute) -> Result:
+        queue = [first]
+        tried: set[str] = set()
+        last: DragomanError | None = None
+        while queue:
+            route = queue.pop(0)
+            if route.name in tried:
+                continue
+            tried.add(route.name)
+            try:
+                return await self._try_model(call, route)
+            except DragomanError as err:
+                if err.upstream_status is None and not err.connection_error:
+                    raise  # our own refusal (validation, budget, vision): no fallback helps
+                last = err
+                names = route.config.fallbacks
+                if _is_context_overflow(err) and route.config.context_window_fallbacks:
+                    names = route.config.context_window_fallbacks
+                elif _is_content_refusal(err) and route.config.content_policy_fallbacks:
+                    names = route.config.content_policy_fallbacks
+                nxt = [self.models.get(n) for n in names]
+                if nxt:
+                    log.info(
+                        "model %s failed (%s %s); falling back to %s",
+                        route.name,
+                        err.status,
+                        err.message[:120],
+                        [r.name for r in nxt],
+                    )
+                queue = nxt + queue
+        assert last is not None
+        raise last
+
+    async def _try_model(self, call: Call, route: ModelRoute) -> Result:
+        retries = 0
+        tried: set[int] = set()
+        while True:
+            dep = choose(route.deployments, route.config.strategy, self.clock(), tried, self.rng)
+            if dep is None:
+                raise self._all_cooling(route)
+            call.attempts += 1
+            try:
+                return await self._attempt(call, route, dep)
+            except DragomanError as err:
+                if err.upstream_status is None and not err.connection_error:
+                    raise
+                self.health.failure(dep, err.upstream_status or 529, err.message, err.retry_after)
+                if retries >= self.retry.max_retries or not self._retryable(err):
+                    raise
+                delay = self._backoff(retries, err.retry_after)
+                retries += 1
+                tried.add(id(dep))
+                log.info(
+                    "retry %d/%d of %s on %s in %.2fs after %s",
+                    retries,
+                    self.retry.max_retries,
+                    route.name,
+                    dep.name,
+                    delay,
+                    err.upstream_status or "connection error",
+                )
+                await self.sleep(delay)
+
+    def _retryable(self, err: DragomanError) -> bool:
+        if err.connection_error:
+            return True
+        return err.upstream_status in self.retry.retry_on
+
+    def _backoff(self, retry: int, retry_after: float | None) -> float:
+        """Exponential backoff with full jitter; an upstream's retry-after wins (capped)."""
+        cap = self.retry.max_delay
+        if retry_after is not None and retry_after >= 0:
+            return min(retry_after, cap)
+        return self.rng.uniform(0, min(cap, self.retry.base_delay * (2**retry)))
+
+    def _all_cooling(self, route: ModelRoute) -> DragomanError:
+        now = self.clock()
+        wait = min((d.cooldown_until - now for d in route.deployments), default=1.0)
+        wait = max(wait, 0.0)
+        statuses = {d.last_error.split(":")[0] if d.last_error else "" for d in route.deployments}
+        msg = f"every deployment of model {route.name!r} is cooling down; retry in {wait:.1f}s"
+        err: DragomanError
+        if statuses == {"429"}:
+            err = RateLimitError(msg, retry_after=wait)
+        else:
+            err = OverloadedError(msg, retry_after=wait)
+        err.headers["retry-after"] = str(max(1, int(wait + 0.999)))
+        return err
+
+    # -- one attempt -------------------------------------------------------------------------
+
+    def _target(self, call: Call, route: ModelRoute, dep: Deployment) -> Target:
+        mc = route.config
+        pc = dep.provider.config
+        return Target(
+            model=dep.upstream_model,
+            requested_model=call.requested_model,
+            context_window=mc.context_window,
+            max_output_tokens=mc.max_output_tokens,
+            flavor=pc.flavor,
+            reasoning_field=pc.effective_reasoning_field(),
+            default_max_tokens=mc.default_max_tokens or min(mc.max_output_tokens or 4096, 4096),
+        )
+
+    def _prepare(self, call: Call, route: ModelRoute, dep: Deployment) -> Prepared:
+        prov = dep.provider
+        if call.front == ANTHROPIC:
+            if isinstance(prov, AnthropicProvider):
+                b = strip_synthetic_thinking(dict(call.body))
+                b["model"] = dep.upstream_model
+                return Prepared(
+                    "pass_a", prov.messages_path, orjson.dumps(b), prov.headers_for(call.headers)
+                )
+            assert isinstance(prov, OpenAIProvider)
+            o, rctx = anthropic_to_openai_request(call.body, self._target(call, route, dep))
+            return Prepared("a2o", prov.chat_path, orjson.dumps(o), prov.headers_for(), rctx)
+        if isinstance(prov, OpenAIProvider):
+            b = dict(call.body)
+            b["model"] = dep.upstream_model
+            inject = False
+            if call.stream:
+                so = b.get("stream_options") or {}
+                if not so.get("include_usage"):
+                    b["stream_options"] = {**so, "include_usage": True}
+                    inject = True
+            rctx = ResponseContext(call.requested_model, legacy_completion=call.legacy)
+            return Prepared(
+                "pass_o", prov.chat_path, orjson.dumps(b), prov.headers_for(), rctx, inject
+            )
+        assert isinstance(prov, AnthropicProvider)
+        a, rctx = openai_to_anthropic_request(call.body, self._target(call, route, dep))
+        rctx.legacy_completion = call.legacy
+        return Prepared("o2a", prov.messages_path, orjson.dumps(a), prov.headers_for(None), rctx)
+
+    def _upstream_error(self, prov: Provider, rep: UpstreamReply) -> DragomanError:
+        if prov.kind == ANTHROPIC:
+            err = anthropic_upstream_error(rep.status, rep.body, rep.headers)
+        else:
+            err = openai_upstream_error(rep.status, rep.body, rep.headers)
+        err.upstream_status = rep.status
+        if err.retry_after is None:
+            err.retry_after = _retry_after(rep.headers)
+        if err.retry_after is not None:
+            err.headers.setdefault("retry-after", str(max(0, int(err.retry_after + 0.999))))
+        return err
+
+    async def _attempt(self, call: Call, route: ModelRoute, dep: Deployment) -> Result:
+        prep = self._prepare(call, route, dep)
+        prov = dep.provider
+        t0 = time.perf_counter()
+        dep.inflight += 1
+        handed_off = False
+        try:
+            if call.stream:
+                up = await _guard(prov.stream(prep.path, prep.body, prep.headers))
+                if isinstance(up, UpstreamReply):
+                    raise self._upstream_error(prov, up)
+                chunks = up.chunks()
+                try:
+                    first = await _guard(anext(chunks))
+                except StopAsyncIteration:
+                    up.close()
+                    err = OverloadedError(f"upstream {prov.name} closed the stream at once")
+                    err.connection_error = True
+                    raise err from None
+                except BaseException:
+                    up.close()
+                    raise
+                ttfb = time.perf_counter() - t0
+                self.health.success(dep, ttfb)
+                call.route, call.deployment = route, dep
+                call.ttft = time.perf_counter() - call.started
+                gen = self._relay(call, prep, up, first, chunks, dep)
+                if call.legacy:
+                    gen = _legacy_stream(gen)
+                handed_off = True
+                return Result(200, self._headers(call, route, dep, stream=True), stream=gen)
+            rep = await _guard(prov.request("POST", prep.path, prep.body, prep.headers))
+            if rep.status >= 300:
+                raise self._upstream_error(prov, rep)
+            self.health.success(dep, time.perf_counter() - t0)
+            call.route, call.deployment = route, dep
+            body, usage, refusal = self._finish(call, prep, rep.body)
+            if refusal and route.config.content_policy_fallbacks:
+                err = InvalidRequestError(f"model {route.name!r} refused the request")
+                err.upstream_status = 200
+                raise err
+            call.ttft = time.perf_counter() - call.started
+            await self._settle(call, usage, 200, None)
+            return Result(200, self._headers(call, route, dep, stream=False), body=body)
+        finally:
+            if not handed_off:
+                dep.inflight -= 1
+
+    def _headers(
+        self, call: Call, route: ModelRoute, dep: Deployment, stream: bool
+    ) -> dict[str, str]:
+        h = {
+            "x-dragoman-model": route.name,
+            "x-dragoman-deployment": dep.name,
+            "x-dragoman-attempts": str(call.attempts),
+            "request-id": call.request_id,
+            "x-request-id": call.request_id,
+        }
+        return h
+
+    def _finish(self, call: Call, prep: Prepared, raw: bytes) -> tuple[bytes, Usage, bool]:
+        """Non-streamed upstream body -> client body, usage, and whether it was a refusal."""
+        try:
+            resp = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            err = OverloadedError("upstream answered 200 with a body that is not JSON")
+            err.connection_error = True
+            raise err from None
+        if prep.mode == "pass_a":
+            return (
+                raw,
+                Usage.from_anthropic(resp.get("usage")),
+                resp.get("stop_reason") == "refusal",
+            )
+        if prep.mode == "pass_o":
+            usage = Usage.from_openai(resp.get("usage"))
+            refusal = _openai_refused(resp)
+            if call.legacy:
+                return orjson.dumps(chat_response_to_completion(resp)), usage, refusal
+            return raw, usage, refusal
+        assert prep.rctx is not None
+        if prep.mode == "a2o":
+            out = openai_to_anthropic_response(resp, prep.rctx)
+            return orjson.dumps(out), Usage.from_openai(resp.get("usage")), _openai_refused(resp)
+        out = anthropic_to_openai_response(resp, prep.rctx)
+        usage = Usage.from_anthropic(resp.get("usage"))
+        refusal = resp.get("stop_reason") == "refusal"
+        if call.legacy:
+            out = chat_response_to_completion(out)
+        return orjson.dumps(out), usage, refusal
+
+    # -- streams -----------------------------------------------------------------------------
+
+    async def _relay(
+        self,
+        call: Call,
+        prep: Prepared,
+        up: UpstreamStream,
+        first: bytes,
+        rest: AsyncIterator[bytes],
+        dep: Deployment,
+    ) -> AsyncIterator[bytes]:
+        """Upstream stream -> client stream, in the client's dialect, chunk by chunk."""
+        usage = Usage()
+        status = 200
+        error: str | None = None
+        try:
+            if prep.mode == "pass_a":
+                relay_a = _AnthropicRelay(usage)
+                yield first
+                relay_a.feed(first)
+                async for chunk in rest:
+                    yield chunk
+                    relay_a.feed(chunk)
+                tail = relay_a.finish()
+                if tail:
+                    error = "upstream stream ended early"
+                    yield tail
+            elif prep.mode == "pass_o":
+                relay_o = _OpenAIRelay(usage, prep.inject_usage)
+                out = relay_o.feed(first)
+                if out:
+                    yield out
+                async for chunk in rest:
+                    out = relay_o.feed(chunk)
+                    if out:
+                        yield out
+                tail = relay_o.finish()
+                if tail:
+                    error = relay_o.error or "upstream stream ended early"
+                    yield tail
+            elif prep.mode == "a2o":
+                assert prep.rctx is not None
+                tr = OpenAIToAnthropicStream(prep.rctx)
+                parser = SSEParser()
+                yield tr.start()
+                async for chunk in _prepend(first, rest):
+                    buf = b""
+                    for ev in parser.feed(chunk):
+                        if ev.data == "[DONE]":
+                            continue
+                        buf += tr.feed(orjson.loads(ev.data))
+                    if buf:
+                        yield buf
+                for ev in parser.flush():
+                    if ev.data != "[DONE]":
+                        yield tr.feed(orjson.loads(ev.data))
+                yield tr.finish()
+                usage = tr.usage
+                if not tr.done:
+                    error = "upstream stream failed"
+            else:
+                assert prep.rctx is not None
+                tr2 = AnthropicToOpenAIStream(prep.rctx)
+                parser = SSEParser()
+                async for chunk in _prepend(first, rest):
+                    buf = b""
+                    for ev in parser.feed(chunk):
+                        if ev.event is None and not ev.data:
+                            continue
+                        buf += tr2.feed(ev.event or "", orjson.loads(ev.data))
+                    if buf:
+                        yield buf
+                yield tr2.finish()
+                usage = tr2.usage
+        except DragomanError as err:
+            status, error = err.status, err.message
+            if prep.mode in ("pass_a", "a2o"):
+                yield anthropic_frame("error", pa.error_event(err))
+            else:
+                yield openai_frame(po.error_body(err))
+        except (asyncio.CancelledError, GeneratorExit):
+            status, error = 499, "client disconnected"
+            raise
+        finally:
+            up.close()
+            dep.inflight -= 1
+            if prep.mode == "a2o" and error is not None and "tr" in locals():
+                usage = tr.usage
+            await self._settle(call, usage, status, error)
+
+    # -- accounting --------------------------------------------------------------------------
+
+    def _request_info(self, call: Call, route: ModelRoute) -> Any:
+        from .accounting import RequestInfo
+
+        dep = route.deployments[0]
+        mt = call.body.get("max_tokens") or call.body.get("max_completion_tokens")
+        if not isinstance(mt, int):
+            mt = route.config.max_output_tokens or route.config.default_max_tokens or 4096
+        return RequestInfo(
+            request_id=call.request_id,
+            key=call.key,
+            requested_model=call.requested_model,
+            model=route.name,
+            provider=dep.provider.name,
+            deployment=dep.name,
+            dialect=call.front,
+            streamed=call.stream,
+            input_tokens_estimate=call.input_estimate(),
+            max_tokens=mt,
+        )
+
+    async def _settle(
+        self, call: Call, usage: Usage | None, status: int, error: str | None
+    ) -> None:
+        acct = self.accountant
+        if acct is None or call.hold is None:
+            return
+        hold, call.hold = call.hold, None
+        from .accounting import Outcome
+
+        route = call.route or (call.decision.route if call.decision else None)
+        dep = call.deployment or (route.deployments[0] if route else None)
+        outcome = Outcome(
+            status=status,
+            usage=usage,
+            model=route.name if route else call.requested_model,
+            provider=dep.provider.name if dep else "",
+            deployment=dep.name if dep else None,
+            latency_ms=(time.perf_counter() - call.started) * 1000,
+            ttft_ms=call.ttft * 1000 if call.ttft is not None else None,
+            attempts=call.attempts,
+            error=error,
+        )
+        delivered = usage is not None and (usage.output_tokens > 0 or status < 300)
+        try:
+            if delivered:
+                await acct.confirm(hold, outcome)
+            else:
+                await acct.cancel(hold, outcome)
+        except Exception:  # the books must never break a response
+            log.exception("ledger settle failed for %s", call.request_id)
+
+
+# -- stream relays (pass-through paths) ---------------------------------------------------------
+
+
+class _AnthropicRelay:
+    """Watches an Anthropic stream going by: usage, completeness, errors."""
+
+    __slots__ = ("delta_bytes", "errored", "parser", "stopped", "usage")
+
+    def __init__(self, usage: Usage) -> None:
+        self.parser = SSEParser()
+        self.usage = usage
+        self.stopped = False
+        self.errored = False
+        self.delta_bytes = 0
+
+    def feed(self, chunk: bytes) -> None:
+        for ev in self.parser.feed(chunk):
+            name = ev.event
+            if name == "content_block_delta":
+                self.delta_bytes += max(len(ev.data) - 70, 1)
+            elif name == "message_start":
+                msg = orjson.loads(ev.data).get("message") or {}
+                self.usage.merge_anthropic(msg.get("usage") or {})
+            elif name == "message_delta":
+                self.usage.merge_anthropic(orjson.loads(ev.data).get("usage") or {})
+            elif name == "message_stop":
+                self.stopped = True
+            elif name == "error":
+                self.errored = True
+
+    def finish(self) -> bytes:
+        """Bytes to send at upstream EOF: an error event if the stream ended incomplete."""
+        if self.stopped or self.errored:
+            return b""
+        if self.usage.output_tokens == 0 and self.delta_bytes:
+            self.usage.output_tokens = self.delta_bytes // 3 + 1
+            self.usage.estimated = True
+        return anthropic_frame(
+            "error",
+            {
+                "type": "error",
+                "error": {"type": "api_error", "message": "upstream stream ended early"},
+            },
+        )
+
+
+class _OpenAIRelay:
+    """Relays OpenAI chunks, reading usage and hiding the usage chunk we asked for ourselves."""
+
+    __slots__ = ("content_bytes", "done", "error", "inject", "parser", "usage")
+
+    def __init__(self, usage: Usage, inject: bool) -> None:
+        self.parser = SSEParser()
+        self.usage = usage
+        self.inject = inject
+        self.done = False
+        self.error: str | None = None
+        self.content_bytes = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        out = b""
+        for ev in self.parser.feed(chunk):
+            data = ev.data
+            if data == "[DONE]":
+                self.done = True
+                out += ev.raw
+                continue
+            if '"usage":{' in data or '"error"' in data:
+                obj = orjson.loads(data)
+                if "error" in obj and "choices" not in obj:
+                    self.error = str((obj.get("error") or {}).get("message") or "upstream error")
+                elif obj.get("usage"):
+                    _copy_usage(self.usage, Usage.from_openai(obj["usage"]))
+                    if self.inject and not obj.get("choices"):
+                        continue
+            else:
+                self.content_bytes += len(data)
+            out += ev.raw
+        return out
+
+    def finish(self) -> bytes:
+        if self.done:
+            return b""
+        if self.usage.output_tokens == 0 and self.content_bytes:
+            self.usage.output_tokens = self.content_bytes // 40 + 1
+            self.usage.estimated = True
+        if self.error is not None:
+            return b""
+        err = {
+            "error": {
+                "message": "upstream stream ended early",
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+        }
+        return openai_frame(err)
+
+
+def _copy_usage(dst: Usage, src: Usage) -> None:
+    dst.input_tokens = src.input_tokens
+    dst.output_tokens = src.output_tokens
+    dst.cache_creation_input_tokens = src.cache_creation_input_tokens
+    dst.cache_read_input_tokens = src.cache_read_input_tokens
+
+
+async def _legacy_stream(gen: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Chat chunks -> legacy text_completion chunks."""
+    conv = ChatToCompletionStream()
+    parser = SSEParser()
+    try:
+        async for chunk in gen:
+            buf = b""
+            for ev in parser.feed(chunk):
+                if ev.data == "[DONE]":
+                    buf += conv.done()
+                    continue
+                buf += conv.feed(orjson.loads(ev.data))
+            if buf:
+                yield buf
+    finally:
+        aclose = getattr(gen, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for c in rest:
+        yield c
+
+
+async def _guard(aw: Awaitable[Any]) -> Any:
+    """Await an upstream call; transport failures become retryable connection errors."""
+    try:
+        return await aw
+    except DragomanError as e:
+        if e.upstream_status is None:
+            e.connection_error = True
+        raise
+
+
+async def _post_abs(prov: Provider, url: str, body: dict[str, Any]) -> UpstreamReply:
+    resp = await prov._open("POST", url, orjson.dumps(body), prov.headers_for(None))
+    try:
+        data = await resp.read()
+    finally:
+        resp.release()
+    return UpstreamReply(resp.status, resp.headers, data)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    s = headers.get("retry-after")
+    if s:
+        try:
+            return float(s)
+        except ValueError:
+            return None
+    return None
+
+
+def _openai_refused(resp: dict[str, Any]) -> bool:
+    ch = resp.get("choices") or []
+    return bool(ch) and isinstance(ch[0], dict) and ch[0].get("finish_reason") == "content_filter"
+
+
+def _is_context_overflow(err: DragomanError) -> bool:
+    m = err.message
+    return "prompt is too long" in m or "exceed context limit" in m or "context length" in m
+
+
+def _is_content_refusal(err: DragomanError) -> bool:
+    m = err.message.lower()
+    return "refused" in m or "content policy" in m or "content_filter" in m or "safety" in m
+
+
+def _rid() -> str:
+    return "req_" + uuid.uuid4().hex

@@ -1,0 +1,146 @@
+"""Typed errors shared by the library API and the server.
+
+Every error carries an Anthropic error ``type`` as its canonical kind; the server renders it in
+the caller's dialect (``protocols.anthropic.error_body`` / ``protocols.openai.error_body``), and
+library users catch the subclasses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Anthropic error type -> HTTP status (protocols.md §4.1)
+STATUS_BY_TYPE: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+class DragomanError(Exception):
+    """Base of every error dragoman raises on purpose."""
+
+    type: str = "api_error"
+    status: int = 500
+    #: HTTP status the upstream answered with, when the error came from an upstream
+    upstream_status: int | None = None
+    #: the upstream could not be reached or dropped the connection (always worth a retry)
+    connection_error: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if type is not None:
+            self.type = type
+        if status is not None:
+            self.status = status
+        elif type is not None:
+            self.status = STATUS_BY_TYPE.get(type, self.status)
+        self.param = param
+        self.code = code
+        self.retry_after = retry_after
+        self.headers = headers or {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.status}, {self.type}: {self.message!r})"
+
+
+class InvalidRequestError(DragomanError):
+    type = "invalid_request_error"
+    status = 400
+
+
+class AuthenticationError(DragomanError):
+    type = "authentication_error"
+    status = 401
+
+
+class BudgetExceededError(DragomanError):
+    type = "billing_error"
+    status = 402
+
+
+class PermissionDeniedError(DragomanError):
+    type = "permission_error"
+    status = 403
+
+
+class ModelNotFoundError(DragomanError):
+    type = "not_found_error"
+    status = 404
+
+
+class RequestTooLargeError(DragomanError):
+    type = "request_too_large"
+    status = 413
+
+
+class RateLimitError(DragomanError):
+    type = "rate_limit_error"
+    status = 429
+
+
+class ServerError(DragomanError):
+    type = "api_error"
+    status = 500
+
+
+class OverloadedError(ServerError):
+    type = "overloaded_error"
+    status = 529
+
+
+class UpstreamTimeoutError(ServerError):
+    type = "timeout_error"
+    status = 504
+
+
+_CLASS_BY_TYPE: dict[str, type[DragomanError]] = {
+    "invalid_request_error": InvalidRequestError,
+    "authentication_error": AuthenticationError,
+    "billing_error": BudgetExceededError,
+    "permission_error": PermissionDeniedError,
+    "not_found_error": ModelNotFoundError,
+    "request_too_large": RequestTooLargeError,
+    "rate_limit_error": RateLimitError,
+    "api_error": ServerError,
+    "overloaded_error": OverloadedError,
+    "timeout_error": UpstreamTimeoutError,
+}
+
+
+def error_for(type_: str, message: str, *, status: int | None = None, **kw: Any) -> DragomanError:
+    """Build the typed error for an Anthropic error type (the status defaults from the type)."""
+    cls = _CLASS_BY_TYPE.get(type_, ServerError)
+    return cls(message, status=status, type=type_, **kw)
+
+
+def type_for_status(status: int) -> str:
+    """Anthropic error type for an HTTP status (used when an upstream gives no usable type)."""
+    if status in (502, 503, 529):
+        return "overloaded_error"
+    if status == 504 or status == 408:
+        return "timeout_error"
+    for t, s in STATUS_BY_TYPE.items():
+        if s == status:
+            return t
+    if status >= 500:
+        return "api_error"
+    return "invalid_request_error"

@@ -1,0 +1,1 @@
+"""Wire shapes of the two dialects: error envelopes, SSE framing, request validation."""

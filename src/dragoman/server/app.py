@@ -1,0 +1,317 @@
+"""The HTTP front: aiohttp routes for both dialects, auth, errors in the caller's dialect.
+
+aiohttp (server and client) was chosen by measurement: see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..config import Config
+from ..engine import ANTHROPIC, OPENAI, Engine, Result
+from ..errors import (
+    AuthenticationError,
+    DragomanError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    RequestTooLargeError,
+    ServerError,
+)
+from ..protocols import anthropic as pa
+from ..protocols import openai as po
+from ..protocols.sse import SSE_HEADERS
+from . import metrics
+
+log = logging.getLogger("dragoman.server")
+
+ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+ACCOUNTANT: web.AppKey[Any] = web.AppKey("accountant", object)
+STARTED: web.AppKey[float] = web.AppKey("started", float)
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def dialect_of(request: web.Request) -> str:
+    """Which dialect an error for this request must be written in."""
+    path = request.path
+    if path.startswith("/v1/messages"):
+        return ANTHROPIC
+    if path.startswith(("/v1/chat", "/v1/completions")):
+        return OPENAI
+    h = request.headers
+    if "anthropic-version" in h or "x-api-key" in h:
+        return ANTHROPIC
+    return OPENAI
+
+
+def error_response(request: web.Request, err: DragomanError) -> web.Response:
+    rid = request.get(REQUEST_ID)
+    headers = dict(err.headers)
+    if rid:
+        headers["request-id"] = rid
+        headers["x-request-id"] = rid
+    if dialect_of(request) == ANTHROPIC:
+        body = pa.error_body(err, rid)
+        status = err.status
+    else:
+        body = po.error_body(err)
+        status = po.status_for(err)
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _client_key(request: web.Request) -> str | None:
+    key = request.headers.get("x-api-key")
+    if key:
+        return key
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token:
+            return token.strip()
+    return None
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request[REQUEST_ID] = "req_" + _rid()
+    try:
+        return await handler(request)
+    except DragomanError as err:
+        metrics.ERRORS.labels(err.type).inc()
+        return error_response(request, err)
+    except web.HTTPRequestEntityTooLarge as e:
+        return error_response(
+            request,
+            RequestTooLargeError(
+                f"request body is larger than the configured limit of {e.max_size} bytes"
+            ),
+        )
+    except web.HTTPException as e:
+        if e.status == 404:
+            return error_response(request, ModelNotFoundError(f"no route for {request.path}"))
+        if e.status == 405:
+            err = InvalidRequestError(f"method {request.method} not allowed on {request.path}")
+            err.status = 405
+            return error_response(request, err)
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(request, ServerError("internal error in the gateway"))
+
+
+def _rid() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+class Auth:
+    """Static keys from config, then virtual keys from the store (cached there)."""
+
+    def __init__(self, config: Config, accountant: Any) -> None:
+        self.static = [k.encode() for k in config.auth.keys]
+        self.accountant = accountant
+        self.required = bool(config.auth.keys) or bool(config.auth.admin_key)
+
+    async def check(self, request: web.Request) -> Any:
+        if not self.required:
+            return None
+        secret = _client_key(request)
+        if not secret:
+            raise AuthenticationError(
+                "missing API key: send it as x-api-key or Authorization: Bearer"
+            )
+        if self.accountant is not None:
+            info = await self.accountant.authenticate(secret)
+            if info is not None:
+                return info
+            raise AuthenticationError("invalid API key")
+        s = secret.encode()
+        if any(hmac.compare_digest(s, k) for k in self.static):
+            return None
+        raise AuthenticationError("invalid API key")
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw:
+        raise InvalidRequestError("request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequestError(f"request body is not valid JSON: {e}") from None
+
+
+async def _respond(request: web.Request, result: Result, dialect: str) -> web.StreamResponse:
+    if result.stream is None:
+        return web.Response(
+            body=result.body,
+            status=result.status,
+            content_type="application/json",
+            headers=result.headers,
+        )
+    resp = web.StreamResponse(status=result.status, headers={**SSE_HEADERS, **result.headers})
+    gen = result.stream
+    try:
+        await resp.prepare(request)
+        async for chunk in gen:
+            await resp.write(chunk)
+        await resp.write_eof()
+    except (ConnectionResetError, ConnectionError):
+        log.info("client went away during a stream (%s)", request.get(REQUEST_ID))
+    finally:
+        await gen.aclose()  # type: ignore[attr-defined]
+    return resp
+
+
+def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
+    engine = app[ENGINE]
+
+    async def messages(request: web.Request) -> web.StreamResponse:
+        key = await auth.check(request)
+        body = await _json_body(request)
+        t0 = time.perf_counter()
+        result = await engine.messages(
+            body, request.headers, key=key, request_id=request[REQUEST_ID]
+        )
+        metrics.observe(ANTHROPIC, result, t0)
+        return await _respond(request, result, ANTHROPIC)
+
+    async def count_tokens(request: web.Request) -> web.StreamResponse:
+        key = await auth.check(request)
+        body = await _json_body(request)
+        got = await engine.count_tokens(body, request.headers, key=key)
+        return web.Response(body=orjson.dumps(got), content_type="application/json")
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        key = await auth.check(request)
+        body = await _json_body(request)
+        t0 = time.perf_counter()
+        result = await engine.chat(body, request.headers, key=key, request_id=request[REQUEST_ID])
+        metrics.observe(OPENAI, result, t0)
+        return await _respond(request, result, OPENAI)
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        key = await auth.check(request)
+        body = await _json_body(request)
+        result = await engine.completions(
+            body, request.headers, key=key, request_id=request[REQUEST_ID]
+        )
+        return await _respond(request, result, OPENAI)
+
+    async def models(request: web.Request) -> web.StreamResponse:
+        await auth.check(request)
+        items = engine.list_models()
+        if dialect_of(request) == ANTHROPIC:
+            data = [_anthropic_model(m) for m in items]
+            body: dict[str, Any] = {
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        else:
+            body = {"object": "list", "data": [_openai_model(m) for m in items]}
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def model(request: web.Request) -> web.StreamResponse:
+        await auth.check(request)
+        mid = request.match_info["model_id"]
+        items = {m["id"]: m for m in engine.list_models()}
+        m = items.get(mid)
+        if m is None:
+            route = engine.models.resolve(mid)  # 404 in the caller's dialect when unknown
+            m = {**items.get(route.name, {}), "id": mid}
+        out = _anthropic_model(m) if dialect_of(request) == ANTHROPIC else _openai_model(m)
+        return web.Response(body=orjson.dumps(out), content_type="application/json")
+
+    async def health(request: web.Request) -> web.StreamResponse:
+        states = engine.deployment_states()
+        providers = {
+            n: {"ok": ok, "detail": detail} for n, (ok, detail) in engine.provider_health.items()
+        }
+        body = {
+            "status": "ok",
+            "uptime_s": round(time.time() - app[STARTED], 1),
+            "providers": providers,
+            "deployments": states,
+        }
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def ping(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="pong")
+
+    async def root(request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            body=b'{"name":"dragoman","status":"ok"}', content_type="application/json"
+        )
+
+    return [
+        web.post("/v1/messages", messages),
+        web.post("/v1/messages/count_tokens", count_tokens),
+        web.post("/v1/chat/completions", chat),
+        web.post("/v1/completions", completions),
+        web.get("/v1/models", models),
+        web.get("/v1/models/{model_id:.+}", model),
+        web.get("/health", health),
+        web.get("/ping", ping),
+        web.get("/", root),
+        web.get("/metrics", metrics.handler),
+    ]
+
+
+def _anthropic_model(m: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "type": "model",
+        "id": m["id"],
+        "display_name": m.get("display_name") or m["id"],
+        "created_at": "2025-01-01T00:00:00Z",
+    }
+    if m.get("max_input_tokens"):
+        out["max_input_tokens"] = m["max_input_tokens"]
+    if m.get("max_tokens"):
+        out["max_tokens"] = m["max_tokens"]
+    return out
+
+
+def _openai_model(m: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": m["id"],
+        "object": "model",
+        "created": 1735689600,
+        "owned_by": m.get("owned_by") or "dragoman",
+    }
+
+
+def create_app(
+    config: Config, engine: Engine | None = None, accountant: Any = None
+) -> web.Application:
+    """The aiohttp application. ``engine``/``accountant`` are built from config when omitted."""
+    app = web.Application(
+        middlewares=[errors_middleware], client_max_size=config.server.max_body_bytes
+    )
+    app[CONFIG] = config
+    app[ACCOUNTANT] = accountant
+    app[ENGINE] = engine or Engine(config, accountant=accountant)
+    app[STARTED] = time.time()
+    auth = Auth(config, accountant)
+    app.add_routes(make_handlers(app, auth))
+    if accountant is not None and hasattr(accountant, "routes"):
+        app.add_routes(accountant.routes())
+
+    async def _close(app: web.Application) -> None:
+        await app[ENGINE].close()
+
+    app.on_cleanup.append(_close)
+    return app

@@ -1,0 +1,51 @@
+"""What a translator needs to know about the upstream, and what it hands on to the response side.
+
+Translation functions are pure: everything they depend on arrives in a ``Target`` (facts about the
+upstream model, from config) or a ``ResponseContext`` (facts about the request that shape the
+response: the name the client asked for, the tool-name map, the stop sequences...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The upstream a request is being translated for."""
+
+    #: upstream model id to put in the request
+    model: str
+    #: model name the client asked for; echoed back in responses
+    requested_model: str
+    #: total context of the upstream model (prompt + output), if known
+    context_window: int | None = None
+    #: the upstream's output cap, if known
+    max_output_tokens: int | None = None
+    #: OpenAI-compatible dialect quirks: "vllm", "openai", "ollama", "deepseek", "llamacpp",
+    #: "generic"
+    flavor: str = "vllm"
+    #: assistant-message field that carries reasoning upstream ("reasoning", "reasoning_content",
+    #: or "" to drop thinking on the way up)
+    reasoning_field: str = "reasoning"
+    #: default max_tokens for OpenAI clients reaching an Anthropic backend without one
+    default_max_tokens: int = 4096
+
+
+@dataclass(slots=True)
+class ResponseContext:
+    """Produced by request translation; consumed by response/stream translation."""
+
+    requested_model: str
+    #: shortened (upstream) tool name -> original client name
+    tool_names: dict[str, str] = field(default_factory=dict)
+    #: stop sequences the client sent (to report which one fired)
+    stop_sequences: list[str] = field(default_factory=list)
+    #: OpenAI client asked for ``stream_options.include_usage``
+    include_usage: bool = False
+    #: local estimate of the prompt's tokens (seeds message_start when the upstream gives none)
+    input_tokens_estimate: int = 0
+    #: the request carried a response_format json_schema mapped to a forced tool (O->A)
+    json_tool: str | None = None
+    #: the client requested a legacy text completion (``/v1/completions``)
+    legacy_completion: bool = False

@@ -1,0 +1,281 @@
+"""Admin and analytics HTTP endpoints through aiohttp's test client."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from dragoman.accounting import Accountant, Usage
+from dragoman.accounting.budgets import period_start
+from dragoman.store.db import utcnow
+
+from .conftest import make_config, outcome, request_info
+
+ADMIN = {"x-api-key": "admin-secret"}
+
+
+@pytest.fixture
+async def served(db_url: str) -> AsyncIterator[tuple[Accountant, TestClient]]:
+    acct = await Accountant.create(make_config(db_url))
+    app = web.Application()
+    app.add_routes(acct.routes())
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield acct, client
+    finally:
+        await client.close()
+        await acct.close()
+
+
+async def test_admin_auth(served: tuple[Accountant, TestClient]) -> None:
+    _, c = served
+    for method, path in [
+        ("POST", "/admin/keys"),
+        ("GET", "/admin/keys"),
+        ("GET", "/admin/keys/x"),
+        ("PATCH", "/admin/keys/x"),
+        ("DELETE", "/admin/keys/x"),
+        ("POST", "/admin/credentials"),
+    ]:
+        for headers in ({}, {"x-api-key": "static-secret-1"}, {"x-api-key": "wrong"}):
+            r = await c.request(method, path, headers=headers, json={})
+            assert r.status == 401, (method, path, headers)
+            body = await r.json()
+            assert body["error"]["type"] == "authentication_error"
+    r = await c.get("/admin/keys", headers={"Authorization": "Bearer admin-secret"})
+    assert r.status == 200
+
+
+async def test_key_lifecycle(served: tuple[Accountant, TestClient]) -> None:
+    acct, c = served
+    r = await c.post(
+        "/admin/keys",
+        headers=ADMIN,
+        json={
+            "alias": "ci",
+            "team": "qa",
+            "owner": "ops@example.com",
+            "models": ["flat"],
+            "budget": 0.15,
+            "expires_in_days": 2,
+            "metadata": {"ticket": 7},
+        },
+    )
+    assert r.status == 201
+    made = await r.json()
+    secret, kid = made["secret"], made["id"]
+    assert secret.startswith("dg-") and made["allowed_models"] == ["flat"]
+    assert made["metadata"] == {"ticket": 7} and made["status"] == "active"
+    r = await c.get("/admin/keys", headers=ADMIN)
+    listed = await r.json()
+    assert [k["id"] for k in listed["keys"]] == [kid] and secret not in await r.text()
+    info = await acct.authenticate(secret)
+    assert info is not None and info.budget_usd == 0.15
+    # the key's own budget applies
+    await acct.confirm(
+        await acct.hold(request_info(key=info, input_tokens=50_000, max_tokens=50_000)),
+        outcome(Usage(input_tokens=50_000, output_tokens=50_000)),
+    )
+    r = await c.get(f"/admin/keys/{kid}", headers=ADMIN)
+    got = await r.json()
+    assert got["budget"]["spent"] == pytest.approx(0.1)
+    assert got["budget"]["remaining"] == pytest.approx(0.05)
+    r = await c.patch(f"/admin/keys/{kid}", headers=ADMIN, json={"team": "dev", "budget": 1})
+    assert r.status == 200 and (await r.json())["team"] == "dev"
+    info = await acct.authenticate(secret)  # the cache was invalidated
+    assert info is not None and info.team == "dev" and info.budget_usd == 1
+    r = await c.patch(f"/admin/keys/{kid}", headers=ADMIN, json={"colour": "red"})
+    assert r.status == 400 and "colour" in (await r.json())["error"]["message"]
+    r = await c.delete(f"/admin/keys/{kid}", headers=ADMIN)
+    assert r.status == 200 and (await r.json())["status"] == "revoked"
+    assert await acct.authenticate(secret) is None
+    r = await c.get("/admin/keys/nope", headers=ADMIN)
+    assert r.status == 404
+    r = await c.post("/admin/keys", headers=ADMIN, data=b"{not json")
+    assert r.status == 400
+
+
+async def test_credentials_endpoint(
+    served: tuple[Accountant, TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acct, c = served
+    r = await c.post(
+        "/admin/credentials",
+        headers=ADMIN,
+        json={"name": "anth-prod", "provider": "anth", "api_key": "sk-ant-xyz"},
+    )
+    assert r.status == 201 and "sk-ant-xyz" not in await r.text()
+    assert await acct.credential("anth-prod") == "sk-ant-xyz"
+    r = await c.get("/admin/credentials", headers=ADMIN)
+    assert [x["name"] for x in (await r.json())["credentials"]] == ["anth-prod"]
+    r = await c.post("/admin/credentials", headers=ADMIN, json={"name": "x"})
+    assert r.status == 400
+    acct.keys.master = None  # type: ignore[union-attr]  # as if DRAGOMAN_MASTER_KEY were unset
+    r = await c.post("/admin/credentials", headers=ADMIN, json={"name": "y", "api_key": "k"})
+    assert r.status == 400
+    assert "DRAGOMAN_MASTER_KEY" in (await r.json())["error"]["message"]
+    r = await c.delete("/admin/credentials/anth-prod", headers=ADMIN)
+    assert r.status == 200
+
+
+async def test_budgets_endpoints(served: tuple[Accountant, TestClient]) -> None:
+    acct, c = served
+    r = await c.get("/v1/analytics/budgets")
+    assert r.status == 401
+    r = await c.post(
+        "/v1/analytics/budgets",
+        headers=ADMIN,
+        json={
+            "budget_type": "daily",
+            "budget_limit": 1.0,
+            "model": "flat",
+            "alert_thresholds": [50, 95],
+        },
+    )
+    assert r.status == 201
+    made = (await r.json())["budget"]
+    assert (made["scope"], made["target"], made["model"], made["budget_type"]) == (
+        "model",
+        "flat",
+        "flat",
+        "daily",
+    )
+    r = await c.post(
+        "/v1/analytics/budgets", headers=ADMIN, json={"budget_type": "hourly", "budget_limit": 1}
+    )
+    assert r.status == 400
+    r = await c.post(
+        "/v1/analytics/budgets", headers=ADMIN, json={"budget_type": "daily", "budget_limit": -1}
+    )
+    assert r.status == 400
+    for _ in range(6):  # $0.60 of the $1.00
+        await acct.confirm(
+            await acct.hold(request_info(input_tokens=50_000, max_tokens=50_000)),
+            outcome(Usage(input_tokens=50_000, output_tokens=50_000)),
+        )
+    r = await c.get("/v1/analytics/budgets", headers={"x-api-key": "static-secret-1"})
+    assert r.status == 200
+    body = await r.json()
+    assert body["total_budgets"] == 1 and body["message"]
+    (b,) = body["budgets"]
+    assert b["current_usage"] == pytest.approx(0.6)
+    assert b["usage_percentage"] == pytest.approx(60.0)
+    assert b["remaining_budget"] == pytest.approx(0.4)
+    assert b["budget_limit"] == 1.0 and b["provider"] is None
+    assert b["alerts"] == [
+        {
+            "type": "warning",
+            "message": b["alerts"][0]["message"],
+            "threshold": 50.0,
+            "current_usage": pytest.approx(0.6),
+        }
+    ]
+    ps = period_start("daily", utcnow())
+    assert b["period_start"].startswith(ps.date().isoformat())
+    assert b["period_end"].startswith((ps + _dt.timedelta(days=1)).date().isoformat())
+
+
+async def test_client_budget_on_itself(served: tuple[Accountant, TestClient]) -> None:
+    acct, c = served
+    assert acct.keys is not None
+    _, secret = await acct.keys.create(alias="me")
+    _, other = await acct.keys.create(alias="other")
+    me = {"Authorization": f"Bearer {secret}"}
+    r = await c.post(
+        "/v1/analytics/budgets", headers=me, json={"budget_type": "monthly", "budget_limit": 5}
+    )
+    assert r.status == 403  # global: admin only
+    r = await c.post(
+        "/v1/analytics/budgets",
+        headers=me,
+        json={"budget_type": "monthly", "budget_limit": 5, "scope": "key"},
+    )
+    assert r.status == 201
+    r = await c.get("/v1/analytics/budgets", headers=me)
+    assert (await r.json())["total_budgets"] == 1
+    r = await c.get("/v1/analytics/budgets", headers={"x-api-key": other})
+    assert (await r.json())["total_budgets"] == 0
+    r = await c.get("/v1/analytics/budgets", headers=ADMIN)
+    assert (await r.json())["total_budgets"] == 1
+
+
+async def test_costs_and_stats(served: tuple[Accountant, TestClient]) -> None:
+    acct, c = served
+    assert acct.keys is not None
+    _, secret = await acct.keys.create(alias="alice")
+    alice = await acct.authenticate(secret)
+    static = await acct.authenticate("static-secret-1")
+    plan: list[tuple[Any, str, str, Usage, int]] = [
+        (alice, "flat", "oai", Usage(input_tokens=1_000_000), 200),
+        (
+            alice,
+            "claude-sonnet-4-5",
+            "anth",
+            Usage(input_tokens=1000, output_tokens=100, cache_read_input_tokens=5000),
+            200,
+        ),
+        (static, "flat", "oai", Usage(output_tokens=500_000), 200),
+        (static, "gpt-4o", "oai", None, 500),
+    ]
+    for key, model, prov, usage, status in plan:
+        h = await acct.hold(request_info(model, key, provider=prov))
+        o = outcome(usage, model=model, provider=prov, status=status)
+        if status == 200:
+            await acct.confirm(h, o)
+        else:
+            await acct.cancel(h, o)
+    sonnet = (1000 * 3 + 100 * 15 + 5000 * 0.3) / 1e6
+    r = await c.get("/v1/analytics/costs?days=7", headers=ADMIN)
+    assert r.status == 200
+    body = await r.json()
+    assert body["period_days"] == 7 and body["total_requests"] == 4
+    assert body["total_cost"] == pytest.approx(1.5 + sonnet)
+    assert body["cost_by_provider"] == {"oai": pytest.approx(1.5), "anth": pytest.approx(sonnet)}
+    assert body["cost_by_model"]["flat"] == pytest.approx(1.5)
+    assert body["cost_by_key"]["alice"] == pytest.approx(1.0 + sonnet)
+    assert body["cost_by_key"]["static-1"] == pytest.approx(0.5)
+    (day,) = body["daily_breakdown"]
+    assert day["date"] == utcnow().date().isoformat() and day["requests"] == 4
+    # a client key sees its own costs only
+    r = await c.get("/v1/analytics/costs", headers={"x-api-key": secret})
+    mine = await r.json()
+    assert mine["total_requests"] == 2 and mine["total_cost"] == pytest.approx(1.0 + sonnet)
+    r = await c.get("/v1/analytics/costs?days=zero", headers=ADMIN)
+    assert r.status == 400
+    r = await c.get("/v1/analytics/costs?model=flat", headers=ADMIN)
+    assert (await r.json())["total_requests"] == 2
+
+    r = await c.get("/stats", headers={"x-api-key": "static-secret-1"})
+    assert r.status == 200
+    st = await r.json()
+    assert st["total_requests"] == 4 and st["uptime_s"] >= 0
+    assert st["models"]["flat"] == {
+        "requests": 2,
+        "input_tokens": 1_000_000,
+        "output_tokens": 500_000,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "errors": 0,
+    }
+    assert st["models"]["gpt-4o"]["errors"] == 1
+    assert st["models"]["claude-sonnet-4-5"]["cache_read_input_tokens"] == 5000
+    r = await c.get("/stats")
+    assert r.status == 401
+
+
+async def test_open_gateway_analytics(db_url: str) -> None:
+    acct = await Accountant.create(make_config(db_url, auth={"keys": [], "admin_key": None}))
+    app = web.Application()
+    app.add_routes(acct.routes())
+    async with TestClient(TestServer(app)) as c:
+        assert (await c.get("/stats")).status == 200
+        assert (await c.get("/v1/analytics/costs")).status == 200
+        r = await c.get("/admin/keys", headers={"x-api-key": "anything"})
+        assert r.status == 401 and "disabled" in (await r.json())["error"]["message"]
+    await acct.close()

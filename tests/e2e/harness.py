@@ -1,0 +1,116 @@
+"""A real dragoman server (aiohttp, own thread, ephemeral port) in front of the wire-exact fakes.
+
+Paths, by the model the client names:
+  Anthropic SDK + ``claude-sonnet-4-5``  -> Anthropic fake       (A->A pass-through)
+  Anthropic SDK + ``coder`` / ``claude-opus-4-8`` (pattern) -> vLLM fake  (A->O translated)
+  OpenAI SDK    + ``coder``             -> vLLM fake            (O->O pass-through)
+  OpenAI SDK    + ``claude-sonnet-4-5`` -> Anthropic fake       (O->A translated)
+plus ``gpt-4.1`` on the api.openai.com-strict fake and ``llama`` on the Ollama fake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import openai
+
+from dragoman.config import load_config_dict
+from dragoman.server.app import create_app
+from tests.fakes import FakeAnthropic, FakeOpenAI
+from tests.support.servers import ServerThread
+
+KEY = "dg-test-key"
+
+
+def base_config(
+    anth: FakeAnthropic, vllm: FakeOpenAI, oai: FakeOpenAI, ollama: FakeOpenAI
+) -> dict[str, Any]:
+    return {
+        "auth": {"keys": [KEY]},
+        "server": {"max_body_bytes": 2 * 1024 * 1024},
+        "providers": {
+            "anthropic": {"kind": "anthropic", "base_url": anth.url, "api_key": anth.api_key},
+            "vllm": {
+                "kind": "openai",
+                "base_url": vllm.base_url,
+                "api_key": vllm.api_key,
+                "flavor": "vllm",
+            },
+            "oai": {
+                "kind": "openai",
+                "base_url": oai.base_url,
+                "api_key": oai.api_key,
+                "flavor": "openai",
+            },
+            "ollama": {"kind": "openai", "base_url": ollama.base_url, "flavor": "ollama"},
+        },
+        "models": {
+            "claude-sonnet-4-5": {"provider": "anthropic", "max_output_tokens": 64000},
+            "coder": {
+                "provider": "vllm",
+                "model": "qwen3-coder",
+                "context_window": 32768,
+                "max_output_tokens": 8192,
+            },
+            "gpt-4.1": {"provider": "oai", "context_window": 128000},
+            "llama": {"provider": "ollama", "model": "qwen3:8b", "context_window": 32768},
+        },
+        "aliases": {"claude": "claude-sonnet-4-5", "claude-*": "coder"},
+        "routing": {"retries": {"max_retries": 0}},
+        "store": {"enabled": False},
+    }
+
+
+@dataclass
+class Stack:
+    url: str
+    anthropic_fake: FakeAnthropic
+    vllm: FakeOpenAI
+    oai: FakeOpenAI
+    ollama: FakeOpenAI
+    server: ServerThread
+
+    def anthropic(self, **kw: Any) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url, api_key=KEY, max_retries=0, **kw)
+
+    def openai(self, **kw: Any) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=KEY, max_retries=0, **kw)
+
+    def reset(self) -> None:
+        for f in (self.anthropic_fake, self.vllm, self.oai, self.ollama):
+            f.reset()
+
+    @property
+    def engine(self) -> Any:
+        from dragoman.server.app import ENGINE
+
+        assert self.server.app is not None
+        return self.server.app[ENGINE]
+
+
+def start_stack(overrides: dict[str, Any] | None = None) -> Stack:
+    anth = FakeAnthropic().start()
+    vllm = FakeOpenAI("vllm").start()
+    oai = FakeOpenAI("openai").start()
+    ollama = FakeOpenAI("ollama").start()
+    cfg = base_config(anth, vllm, oai, ollama)
+    for k, v in (overrides or {}).items():
+        cfg[k] = v
+    config = load_config_dict(cfg)
+
+    async def make_app() -> Any:
+        return create_app(config)
+
+    server = ServerThread(make_app, shutdown_timeout=0.5).start()
+    return Stack(server.url, anth, vllm, oai, ollama, server)
+
+
+def stop_stack(s: Stack) -> None:
+    s.server.stop()
+    for f in (s.anthropic_fake, s.vllm, s.oai, s.ollama):
+        f.stop()
+
+

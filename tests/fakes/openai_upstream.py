@@ -1,0 +1,1461 @@
+"""A fake OpenAI-compatible server: vLLM (default), api.openai.com or Ollama, on the wire.
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models`` (and
+``/v1/models/{id}`` for openai/ollama); vLLM only: ``POST /tokenize`` and ``GET /health`` (not
+under ``/v1``, and not behind the API key — like vLLM's ``--api-key`` middleware); Ollama only:
+``GET /`` ("Ollama is running").
+
+What it checks (400 unless noted; wording of the emulated server):
+
+* auth (``api_key`` set; not in ollama mode): ``Authorization: Bearer`` — 401 ``{"error":
+  "Unauthorized"}`` (vLLM) or ``invalid_api_key`` (openai);
+* ``model`` and ``messages`` required; unknown model 404 (``models``, unless ``accept_any_model``);
+* openai mode: unknown top-level params (``Unrecognized request argument supplied: X``) and
+  unknown keys on messages / content parts / tools (catches ``cache_control``,
+  ``context_management``, ``thinking``, ``top_k``, ``reasoning_content`` leaks); vLLM mode
+  accepts unknown top-level params but notes them on the recorded request (``notes``);
+* roles; tool pairing (every assistant ``tool_calls`` id answered by ``tool`` messages before
+  the next user/assistant message; no orphan ``tool`` messages); ``function.arguments`` must be
+  a JSON *string*; ``tools: []``; ``tool_choice`` without tools; ``stream_options`` without
+  ``stream``; ``response_format.json_schema.name``;
+* chat template strictness (``strict_system_first``: "System message must be at the
+  beginning.", on by default for vLLM/Qwen; ``strict_alternation``: "Conversation roles must
+  alternate user/assistant/user/assistant/...");
+* context window: ``max_model_len`` vs the fake tokenizer's prompt count (+ ``max_tokens``).
+
+Scripted replies: ``ChatReply``, ``ErrorReply``, ``RawStream`` or a callable, via ``enqueue``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from aiohttp import web
+
+from . import tokens
+from .common import (
+    RECORDED,
+    CutMode,
+    FakeUpstream,
+    RawStream,
+    RecordedRequest,
+    StreamPlan,
+    rand_b62,
+    rand_hex,
+    record,
+    replay_raw,
+    split_text,
+    write_stream,
+)
+from .sse import OPENAI_DONE, openai_frame
+
+Mode = Literal["vllm", "openai", "ollama"]
+
+DEFAULT_API_KEY = "sk-test-openai-key"
+DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
+    "vllm": ("qwen3-coder",),
+    "openai": ("gpt-4.1", "gpt-4.1-mini", "o4-mini"),
+    "ollama": ("qwen3:8b",),
+}
+DEFAULT_MAX_MODEL_LEN: dict[str, int] = {"vllm": 32768, "openai": 128000, "ollama": 32768}
+DEFAULT_TEXT: dict[str, str] = {
+    "vllm": "Hello from fake vLLM",
+    "openai": "Hello from fake OpenAI",
+    "ollama": "Hello from fake Ollama",
+}
+OWNED_BY = {"vllm": "vllm", "openai": "system", "ollama": "library"}
+CREATED = 1_760_000_000
+
+
+def _names(words: str) -> frozenset[str]:
+    """A set of names written as one space-separated string (keeps long lists readable)."""
+    return frozenset(words.split())
+
+
+# api.openai.com's accepted top-level parameters (openai-python completion_create_params)
+OPENAI_PARAMS = _names(
+    "model messages audio frequency_penalty function_call functions logit_bias logprobs "
+    "max_completion_tokens max_tokens metadata modalities moderation n parallel_tool_calls "
+    "prediction presence_penalty prompt_cache_key prompt_cache_retention reasoning_effort "
+    "response_format safety_identifier seed service_tier stop store stream stream_options "
+    "temperature tool_choice tools top_logprobs top_p user verbosity web_search_options"
+)
+# vLLM's sampling / chat-template extensions (accepted silently)
+VLLM_EXTRA_PARAMS = _names(
+    "top_k min_p repetition_penalty length_penalty stop_token_ids include_stop_str_in_output "
+    "ignore_eos min_tokens skip_special_tokens spaces_between_special_tokens "
+    "truncate_prompt_tokens prompt_logprobs allowed_token_ids bad_words echo "
+    "add_generation_prompt continue_final_message add_special_tokens documents chat_template "
+    "chat_template_kwargs mm_processor_kwargs structured_outputs guided_json guided_regex "
+    "guided_choice guided_grammar guided_decoding_backend guided_whitespace_pattern priority "
+    "request_id return_tokens_as_token_ids return_token_ids cache_salt kv_transfer_params "
+    "vllm_xargs logits_processors use_beam_search thinking_token_budget"
+)
+OLLAMA_EXTRA_PARAMS = frozenset({"options", "keep_alive", "think", "format"})
+MESSAGE_KEYS: dict[str, frozenset[str]] = {
+    "system": frozenset({"role", "content", "name"}),
+    "developer": frozenset({"role", "content", "name"}),
+    "user": frozenset({"role", "content", "name"}),
+    "assistant": frozenset(
+        {"role", "content", "refusal", "name", "audio", "tool_calls", "function_call"}
+    ),
+    "tool": frozenset({"role", "content", "tool_call_id"}),
+    "function": frozenset({"role", "content", "name"}),
+}
+PART_KEYS: dict[str, frozenset[str]] = {
+    "text": frozenset({"type", "text"}),
+    "image_url": frozenset({"type", "image_url"}),
+    "input_audio": frozenset({"type", "input_audio"}),
+    "file": frozenset({"type", "file"}),
+    "refusal": frozenset({"type", "refusal"}),
+}
+VLLM_PART_TYPES = frozenset({*PART_KEYS, "video_url", "audio_url", "image_pil", "image_embeds"})
+ROLES = ("system", "assistant", "user", "function", "tool", "developer")
+VLLM_ERROR_TYPES = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    403: "PermissionDeniedError",
+    404: "NotFoundError",
+    413: "RequestEntityTooLargeError",
+    422: "UnprocessableEntityError",
+    429: "RateLimitError",
+    500: "InternalServerError",
+    501: "NotImplementedError",
+    503: "ServiceUnavailableError",
+}
+OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "invalid_request_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    502: "server_error",
+    503: "server_error",
+}
+OPENAI_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+
+def new_chat_id(mode: Mode) -> str:
+    if mode == "ollama":
+        return f"chatcmpl-{int(rand_hex(4), 16) % 1000}"
+    if mode == "openai":
+        return "chatcmpl-" + rand_b62(29)
+    return "chatcmpl-" + rand_hex(32)
+
+
+def new_tool_call_id(mode: Mode) -> str:
+    if mode == "ollama":
+        return "call_" + rand_b62(8).lower()
+    if mode == "openai":
+        return "call_" + rand_b62(24)
+    return "chatcmpl-tool-" + rand_hex(32)
+
+
+# ----------------------------------------------------------------------------- reply types
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str | None
+    name: str
+    arguments: str  # JSON text, exactly as the server sends it
+
+
+ToolCallSpec = ToolCall | tuple[Any, ...] | Mapping[str, Any]
+
+
+def _tool_call(spec: ToolCallSpec) -> ToolCall:
+    if isinstance(spec, ToolCall):
+        return spec
+    if isinstance(spec, Mapping):
+        args = spec.get("arguments", spec.get("args", "{}"))
+        return ToolCall(spec.get("id"), spec["name"], _args_text(args))
+    if len(spec) == 3:
+        return ToolCall(spec[0], spec[1], _args_text(spec[2]))
+    if len(spec) == 2:
+        return ToolCall(None, spec[0], _args_text(spec[1]))
+    raise ValueError(f"bad tool call spec {spec!r}")
+
+
+def _args_text(args: Any) -> str:
+    return args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+
+
+@dataclass
+class ChatReply:
+    """A scripted answer for ``/v1/chat/completions`` (also ``/v1/completions``: ``content``).
+
+    ``content``: text (None = the fake's default text when there is no reasoning/tool call);
+    ``reasoning``: chain of thought (vLLM/Ollama: in the ``reasoning_field``; dropped in
+    openai mode); ``tool_calls``: ``(id | None, name, args)`` / ``(name, args)`` tuples, dicts or
+    ``ToolCall`` — ``args`` a JSON string (sent verbatim) or an object; ``finish_reason``:
+    default ``tool_calls`` with tool calls (``stop`` in ollama style), else ``stop``;
+    ``stop_reason``: vLLM's matched stop string/token on the choice; ``usage``: keys override the
+    computed usage (e.g. ``{"prompt_tokens_details": {"cached_tokens": 64}}``).
+
+    ``stream_style`` overrides the fake's mode for the stream shape. Stream knobs as for the
+    Anthropic fake: ``text_chunk``/``args_chunk`` sizes, ``first_byte_delay``,
+    ``first_event_delay``, ``event_delay``, ``pauses``, ``cut_after`` (+``cut_mode``: no
+    ``[DONE]``), ``error_after`` (then ``data: {"error": …}`` and ``data: [DONE]``).
+    """
+
+    content: str | None = None
+    reasoning: str | None = None
+    tool_calls: Sequence[ToolCallSpec] = ()
+    finish_reason: str | None = None
+    stop_reason: str | int | None = None
+    usage: Mapping[str, Any] | None = None
+    refusal: str | None = None
+    model: str | None = None
+    id: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    stream_style: Mode | None = None
+    text_chunk: int = 8
+    args_chunk: int = 10
+    first_byte_delay: float = 0.0
+    first_event_delay: float = 0.0
+    event_delay: float = 0.0
+    pauses: Mapping[int, float] = field(default_factory=dict)
+    cut_after: int | None = None
+    cut_mode: CutMode = "eof"
+    error_after: int | None = None
+    error_message: str = "The engine encountered an internal error"
+    error_type: str | None = None
+    error_code: int | str | None = None
+
+
+@dataclass
+class ErrorReply:
+    """A scripted HTTP error in the mode's shape (``{"error": {message,type,param,code}}``;
+    vLLM: ``type`` like ``BadRequestError`` and integer ``code``). ``body`` replaces the
+    standard body (bytes or JSON-able), e.g. an HTML 502 from a proxy."""
+
+    status: int = 500
+    message: str = "Internal server error"
+    type: str | None = None
+    code: int | str | None = None
+    param: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
+    content_type: str = "application/json"
+    first_byte_delay: float = 0.0
+
+
+class OpenAIError(Exception):
+    def __init__(
+        self,
+        message: str,
+        status: int = 400,
+        *,
+        type: str | None = None,
+        param: str | None = None,
+        code: int | str | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message, self.status, self.type, self.param, self.code = (
+            message,
+            status,
+            type,
+            param,
+            code,
+        )
+        self.body = body
+
+
+def error_body(
+    mode: Mode,
+    status: int,
+    message: str,
+    *,
+    type: str | None = None,
+    param: str | None = None,
+    code: int | str | None = None,
+) -> dict[str, Any]:
+    if mode == "vllm":
+        # vLLM: "code" is always the integer status; "param" only names the model on 404
+        etype = type or VLLM_ERROR_TYPES.get(status, "InternalServerError")
+        return {
+            "error": {
+                "message": message,
+                "type": etype,
+                "param": param if status == 404 else None,
+                "code": code if isinstance(code, int) else status,
+            }
+        }
+    if mode == "ollama":
+        etype = type or ("invalid_request_error" if status < 500 else "api_error")
+        return {"error": {"message": message, "type": etype, "param": param, "code": code}}
+    etype = type or OPENAI_ERROR_TYPES.get(status, "server_error")
+    return {"error": {"message": message, "type": etype, "param": param, "code": code}}
+
+
+# ----------------------------------------------------------------------------- the fake
+
+
+class FakeOpenAI(FakeUpstream):
+    """Options: ``mode`` ("vllm" | "openai" | "ollama"); ``api_key`` (None = no auth; the
+    default key is ``DEFAULT_API_KEY`` for vllm/openai); ``models`` / ``accept_any_model``;
+    ``max_model_len``; ``reasoning_field`` ("reasoning" or "reasoning_content");
+    ``strict_system_first``; ``strict_alternation``; ``strict_tool_pairing``;
+    ``reject_empty_tools``; ``auto_tool_choice`` (vLLM ``--enable-auto-tool-choice``);
+    ``emit_stop_reason`` (vLLM's per-choice ``stop_reason``); ``validate``."""
+
+    def __init__(
+        self,
+        mode: Mode = "vllm",
+        *,
+        api_key: str | None = DEFAULT_API_KEY,
+        models: Sequence[str] | None = None,
+        accept_any_model: bool = False,
+        max_model_len: int | None = None,
+        reasoning_field: str = "reasoning",
+        strict_system_first: bool | None = None,
+        strict_alternation: bool = False,
+        strict_tool_pairing: bool | None = None,
+        reject_empty_tools: bool = True,
+        auto_tool_choice: bool = True,
+        emit_stop_reason: bool | None = None,
+        validate: bool = True,
+        default_text: str | None = None,
+    ) -> None:
+        super().__init__()
+        if mode not in ("vllm", "openai", "ollama"):
+            raise ValueError(f"unknown mode {mode!r}")
+        self.mode: Mode = mode
+        self.api_key = api_key
+        self.models = list(models if models is not None else DEFAULT_MODELS[mode])
+        self.accept_any_model = accept_any_model
+        self.max_model_len = max_model_len or DEFAULT_MAX_MODEL_LEN[mode]
+        self.reasoning_field = reasoning_field
+        self.strict_system_first = (
+            mode == "vllm" if strict_system_first is None else strict_system_first
+        )
+        self.strict_alternation = strict_alternation
+        self.strict_tool_pairing = (
+            mode != "ollama" if strict_tool_pairing is None else strict_tool_pairing
+        )
+        self.reject_empty_tools = reject_empty_tools
+        self.auto_tool_choice = auto_tool_choice
+        self.emit_stop_reason = mode == "vllm" if emit_stop_reason is None else emit_stop_reason
+        self.validate = validate
+        self.default_text = default_text or DEFAULT_TEXT[mode]
+
+    # ------------------------------------------------------------------ helpers for tests
+    def count_prompt_tokens(self, body: Mapping[str, Any]) -> int:
+        """The ``prompt_tokens`` this fake reports for a chat body (and ``/tokenize`` count)."""
+        return tokens.openai_prompt_tokens(list(body.get("messages") or []), body.get("tools"))
+
+    @property
+    def base_url(self) -> str:
+        """``url + "/v1"``, what ``openai.OpenAI(base_url=...)`` wants."""
+        return self.url + "/v1"
+
+    # ------------------------------------------------------------------ app
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._middleware])
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_get("/v1/models", self._list_models)
+        if self.mode == "vllm":
+            app.router.add_post("/tokenize", self._tokenize)
+            app.router.add_get("/health", self._health)
+        else:
+            app.router.add_get("/v1/models/{model_id}", self._get_model)
+        if self.mode == "ollama":
+            app.router.add_get("/", self._ollama_root)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        rec = await record(request)
+        request[RECORDED] = rec
+        self._record(rec)
+        try:
+            resp = await handler(request)
+        except OpenAIError as exc:
+            resp = self._error_response(exc)
+        except web.HTTPException as exc:
+            resp = self._http_exception(request, exc)
+        rec.status = resp.status
+        return resp
+
+    def _error_response(self, exc: OpenAIError, headers: Mapping[str, str] | None = None):
+        body = exc.body
+        if body is None:
+            body = error_body(
+                self.mode, exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code
+            )
+        resp = web.Response(
+            status=exc.status, body=orjson.dumps(body), content_type="application/json"
+        )
+        if self.mode == "openai":
+            resp.headers["x-request-id"] = "req_" + rand_hex(32)
+        resp.headers.update(headers or {})
+        return resp
+
+    def _http_exception(self, request: web.Request, exc: web.HTTPException) -> web.Response:
+        if self.mode == "vllm":  # FastAPI's default
+            detail = "Not Found" if exc.status == 404 else "Method Not Allowed"
+            return web.Response(
+                status=exc.status,
+                body=orjson.dumps({"detail": detail}),
+                content_type="application/json",
+            )
+        if self.mode == "ollama":
+            return web.Response(status=exc.status, text="404 page not found")
+        return self._error_response(
+            OpenAIError(f"Invalid URL ({request.method} {request.path})", exc.status)
+        )
+
+    def _check_auth(self, request: web.Request) -> None:
+        if self.api_key is None or self.mode == "ollama":
+            return
+        auth = request.headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        if token == self.api_key:
+            return
+        if self.mode == "vllm":
+            raise OpenAIError("Unauthorized", 401, body={"error": "Unauthorized"})
+        if token is None:
+            raise OpenAIError(
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                401,
+            )
+        shown = f"{token[:3]}*****{token[-4:]}" if len(token) > 8 else "*****"
+        raise OpenAIError(
+            f"Incorrect API key provided: {shown}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            401,
+            code="invalid_api_key",
+        )
+
+    def _body(self, request: web.Request) -> dict[str, Any]:
+        rec: RecordedRequest = request[RECORDED]
+        if not isinstance(rec.body, dict):
+            if self.mode == "openai":
+                raise OpenAIError(
+                    "We could not parse the JSON body of your request. (HINT: This likely means "
+                    "you aren't using your HTTP library correctly. The OpenAI API expects a JSON "
+                    "payload, but what was sent was not valid JSON.)"
+                )
+            raise OpenAIError("JSON decode error: expected a JSON object")
+        return rec.body
+
+    def _check_model(self, model: Any) -> None:
+        if self.accept_any_model or model in self.models:
+            return
+        if self.mode == "vllm":
+            raise OpenAIError(f"The model `{model}` does not exist.", 404, param="model")
+        if self.mode == "ollama":
+            raise OpenAIError(
+                f'model "{model}" not found, try pulling it first', 404, type="api_error"
+            )
+        raise OpenAIError(
+            f"The model `{model}` does not exist or you do not have access to it.",
+            404,
+            code="model_not_found",
+        )
+
+    # ------------------------------------------------------------------ chat
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self._check_auth(request)
+        body = self._body(request)
+        rec: RecordedRequest = request[RECORDED]
+        if self.validate:
+            self._validate_chat(body, rec)
+        prompt_tokens = self.count_prompt_tokens(body)
+        if self.validate and self.mode != "ollama":
+            self._check_context(prompt_tokens, body)
+        reply = self._pop_reply(rec)
+        if reply is None:
+            reply = self._default_reply(body)
+        if isinstance(reply, ErrorReply):
+            return await self._send_error_reply(reply)
+        if isinstance(reply, RawStream):
+            return await replay_raw(request, reply, {})
+        if not isinstance(reply, ChatReply):
+            raise TypeError(f"cannot answer with {reply!r}")
+        style: Mode = reply.stream_style or self.mode
+        calls = [_tool_call(t) for t in reply.tool_calls]
+        calls = [
+            c if c.id else ToolCall(new_tool_call_id(style), c.name, c.arguments) for c in calls
+        ]
+        content = reply.content
+        if content is None and not calls and reply.reasoning is None and reply.refusal is None:
+            content = self.default_text
+        finish = reply.finish_reason or ("tool_calls" if calls and style != "ollama" else "stop")
+        completion_tokens = (
+            tokens.count_text(content or "")
+            + tokens.count_text(reply.reasoning or "")
+            + sum(tokens.count_text(c.name) + tokens.count_text(c.arguments) for c in calls)
+        )
+        usage = self._usage(style, prompt_tokens, completion_tokens, reply.usage)
+        model = reply.model or body.get("model")
+        chat_id = reply.id or new_chat_id(style)
+        created = int(time.time())
+        headers = dict(reply.headers)
+        if self.mode == "openai":
+            headers.setdefault("x-request-id", "req_" + rand_hex(32))
+        if body.get("stream"):
+            opts = body.get("stream_options") or {}
+            chunks = stream_chunks(
+                style=style,
+                chat_id=chat_id,
+                created=created,
+                model=model,
+                content=content,
+                reasoning=reply.reasoning,
+                reasoning_field=self.reasoning_field,
+                refusal=reply.refusal,
+                tool_calls=calls,
+                finish_reason=finish,
+                stop_reason=reply.stop_reason if self.emit_stop_reason else _OMIT,
+                usage=usage,
+                include_usage=bool(opts.get("include_usage")),
+                continuous_usage=bool(opts.get("continuous_usage_stats")) and style == "vllm",
+                text_chunk=reply.text_chunk,
+                args_chunk=reply.args_chunk,
+            )
+            frames = [openai_frame(c) for c in chunks] + [OPENAI_DONE]
+            err = error_body(
+                style,
+                500,
+                reply.error_message,
+                type=reply.error_type,
+                code=reply.error_code,
+            )
+            plan = StreamPlan(
+                frames=frames,
+                first_byte_delay=reply.first_byte_delay,
+                first_event_delay=reply.first_event_delay,
+                event_delay=reply.event_delay,
+                pauses=reply.pauses,
+                cut_after=reply.cut_after,
+                cut_mode=reply.cut_mode,
+                error_after=reply.error_after,
+                error_frames=[openai_frame(err), OPENAI_DONE],
+            )
+            return await write_stream(request, plan, headers=headers)
+        if reply.first_byte_delay:
+            await asyncio.sleep(reply.first_byte_delay)
+        payload = chat_completion(
+            style=style,
+            chat_id=chat_id,
+            created=created,
+            model=model,
+            content=content,
+            reasoning=reply.reasoning,
+            reasoning_field=self.reasoning_field,
+            refusal=reply.refusal,
+            tool_calls=calls,
+            finish_reason=finish,
+            stop_reason=reply.stop_reason if self.emit_stop_reason else _OMIT,
+            usage=usage,
+        )
+        resp = web.Response(body=orjson.dumps(payload), content_type="application/json")
+        resp.headers.update(headers)
+        return resp
+
+    def _usage(
+        self, style: Mode, prompt: int, completion: int, override: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        if style == "vllm":
+            usage["prompt_tokens_details"] = None
+        elif style == "openai":
+            usage["prompt_tokens_details"] = {"cached_tokens": 0, "audio_tokens": 0}
+            usage["completion_tokens_details"] = {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            }
+        if override:
+            usage.update(override)
+            if "total_tokens" not in override:
+                usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        return usage
+
+    def _default_reply(self, body: Mapping[str, Any]) -> ChatReply:
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        text, finish = _truncate(self.default_text, limit)
+        return ChatReply(content=text, finish_reason=finish)
+
+    async def _send_error_reply(self, reply: ErrorReply) -> web.Response:
+        if reply.first_byte_delay:
+            await asyncio.sleep(reply.first_byte_delay)
+        if reply.body is not None:
+            raw = reply.body if isinstance(reply.body, bytes) else orjson.dumps(reply.body)
+            resp = web.Response(status=reply.status, body=raw)
+            resp.headers["Content-Type"] = reply.content_type
+            resp.headers.update(reply.headers)
+            return resp
+        exc = OpenAIError(
+            reply.message, reply.status, type=reply.type, param=reply.param, code=reply.code
+        )
+        return self._error_response(exc, reply.headers)
+
+    # ------------------------------------------------------------------ validation
+    def _validate_chat(self, body: dict[str, Any], rec: RecordedRequest) -> None:
+        mode = self.mode
+        if mode == "openai":
+            for key in body:
+                if key not in OPENAI_PARAMS:
+                    raise OpenAIError(f"Unrecognized request argument supplied: {key}")
+        else:
+            known = OPENAI_PARAMS | VLLM_EXTRA_PARAMS | OLLAMA_EXTRA_PARAMS
+            ignored = sorted(k for k in body if k not in known)
+            if ignored:
+                rec.notes.append(
+                    "The following fields were present in the request but ignored: "
+                    + str(set(ignored))
+                )
+        if "model" not in body:
+            if mode == "openai":
+                raise OpenAIError("you must provide a model parameter")
+            raise OpenAIError(_pydantic_missing("model"))
+        if "messages" not in body:
+            if mode == "openai":
+                raise OpenAIError(
+                    "Missing required parameter: 'messages'.",
+                    param="messages",
+                    code="missing_required_parameter",
+                )
+            raise OpenAIError(_pydantic_missing("messages"))
+        self._check_model(body["model"])
+        messages = body["messages"]
+        if not isinstance(messages, list):
+            raise OpenAIError(
+                f"Invalid type for 'messages': expected an array, but got {_jtype(messages)} "
+                "instead.",
+                param="messages",
+                code="invalid_type",
+            )
+        if not messages:
+            raise OpenAIError("[] is too short - 'messages'", param="messages", code="empty_array")
+        if (
+            "stream_options" in body
+            and body["stream_options"] is not None
+            and not body.get("stream")
+        ):
+            if mode == "openai":
+                raise OpenAIError(
+                    "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                    param="stream_options",
+                    code="invalid_value",
+                )
+            raise OpenAIError("Stream options can only be defined when `stream=True`.")
+        for key in ("max_tokens", "max_completion_tokens"):
+            value = body.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise OpenAIError(
+                    f"Invalid type for '{key}': expected an integer, but got {_jtype(value)} "
+                    "instead.",
+                    param=key,
+                    code="invalid_type",
+                )
+            if isinstance(value, int) and value < 1:
+                raise OpenAIError(
+                    f"Invalid '{key}': integer below minimum value. Expected a value >= 1, but "
+                    f"got {value} instead."
+                    if mode == "openai"
+                    else f"max_tokens must be at least 1, got {value}.",
+                    param=key,
+                )
+        temperature = body.get("temperature")
+        if isinstance(temperature, int | float) and not 0 <= temperature <= 2:
+            raise OpenAIError(
+                f"Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but "
+                f"got {temperature} instead.",
+                param="temperature",
+                code="decimal_above_max_value",
+            )
+        tools = body.get("tools")
+        self._validate_tools(tools)
+        self._validate_tool_choice(body.get("tool_choice"), tools)
+        self._validate_response_format(body.get("response_format"))
+        self._validate_messages(messages)
+
+    def _validate_tools(self, tools: Any) -> None:
+        if tools is None:
+            return
+        if not isinstance(tools, list):
+            raise OpenAIError("Invalid type for 'tools': expected an array.", param="tools")
+        if not tools and self.reject_empty_tools:
+            raise OpenAIError("[] is too short - 'tools'", param="tools", code="empty_array")
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+                raise OpenAIError(
+                    f"Invalid value: '{tool.get('type') if isinstance(tool, dict) else tool}'. "
+                    "Supported values are: 'function' and 'custom'.",
+                    param=f"tools[{i}].type",
+                    code="invalid_value",
+                )
+            fn = tool.get("function")
+            if not isinstance(fn, dict) or "name" not in fn:
+                raise OpenAIError(
+                    f"Missing required parameter: 'tools[{i}].function'.",
+                    param=f"tools[{i}].function",
+                    code="missing_required_parameter",
+                )
+            if self.mode == "openai":
+                _additional(tool, frozenset({"type", "function"}), f"tools.{i}")
+                _additional(
+                    fn,
+                    frozenset({"name", "description", "parameters", "strict"}),
+                    f"tools.{i}.function",
+                )
+                name = fn["name"]
+                if not isinstance(name, str) or not OPENAI_TOOL_NAME.match(name):
+                    raise OpenAIError(
+                        f"Invalid 'tools[{i}].function.name': string does not match pattern. "
+                        "Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'.",
+                        param=f"tools[{i}].function.name",
+                        code="invalid_value",
+                    )
+                if len(name) > 64:
+                    raise OpenAIError(
+                        f"Invalid 'tools[{i}].function.name': string too long. Expected a string "
+                        f"with maximum length 64, but got a string with length {len(name)} "
+                        "instead.",
+                        param=f"tools[{i}].function.name",
+                        code="string_above_max_length",
+                    )
+            params = fn.get("parameters")
+            if params is not None and not isinstance(params, dict):
+                raise OpenAIError(
+                    f"Invalid type for 'tools[{i}].function.parameters': expected an object.",
+                    param=f"tools[{i}].function.parameters",
+                )
+
+    def _validate_tool_choice(self, choice: Any, tools: Any) -> None:
+        if choice is None:
+            if tools and self.mode == "vllm" and not self.auto_tool_choice:
+                choice = "auto"
+            else:
+                return
+        if not tools and choice != "none":
+            if self.mode == "openai":
+                raise OpenAIError(
+                    "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' "
+                    "are specified.",
+                    param="tool_choice",
+                )
+            if self.mode == "vllm":
+                raise OpenAIError("When using `tool_choice`, `tools` must be set.")
+        if isinstance(choice, str):
+            if choice not in ("none", "auto", "required"):
+                raise OpenAIError(
+                    f"Invalid value: '{choice}'. Supported values are: 'none', 'auto', and "
+                    "'required'.",
+                    param="tool_choice",
+                    code="invalid_value",
+                )
+            if choice == "auto" and self.mode == "vllm" and not self.auto_tool_choice:
+                raise OpenAIError(
+                    '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser '
+                    "to be set"
+                )
+            return
+        if not isinstance(choice, dict) or choice.get("type") not in (
+            "function",
+            "allowed_tools",
+            "custom",
+        ):
+            raise OpenAIError("Invalid value for 'tool_choice'.", param="tool_choice")
+        if choice["type"] == "function":
+            name = (choice.get("function") or {}).get("name")
+            names = {
+                (t.get("function") or {}).get("name") for t in tools or [] if isinstance(t, dict)
+            }
+            if name not in names:
+                raise OpenAIError(
+                    f"Tool choice '{name}' not found in 'tools' parameter."
+                    if self.mode == "openai"
+                    else f"Tool '{name}' has not been passed in `tools`.",
+                    param="tool_choice",
+                )
+
+    def _validate_response_format(self, fmt: Any) -> None:
+        if fmt is None:
+            return
+        if not isinstance(fmt, dict) or fmt.get("type") not in (
+            "text",
+            "json_object",
+            "json_schema",
+        ):
+            raise OpenAIError(
+                "Invalid value for 'response_format.type': expected one of 'text', "
+                "'json_object', 'json_schema'.",
+                param="response_format.type",
+                code="invalid_value",
+            )
+        if fmt["type"] == "json_schema":
+            js = fmt.get("json_schema")
+            if not isinstance(js, dict):
+                raise OpenAIError(
+                    "Missing required parameter: 'response_format.json_schema'.",
+                    param="response_format.json_schema",
+                    code="missing_required_parameter",
+                )
+            if "name" not in js:
+                raise OpenAIError(
+                    "Missing required parameter: 'response_format.json_schema.name'.",
+                    param="response_format.json_schema.name",
+                    code="missing_required_parameter",
+                )
+
+    def _validate_messages(self, messages: list[Any]) -> None:
+        mode = self.mode
+        for i, msg in enumerate(messages):
+            loc = f"messages.[{i}]"
+            if not isinstance(msg, dict):
+                raise OpenAIError(
+                    f"Invalid type for '{loc}': expected an object, but got {_jtype(msg)} instead.",
+                    param=loc,
+                    code="invalid_type",
+                )
+            role = msg.get("role")
+            if role is None:
+                raise OpenAIError(
+                    f"Missing required parameter: '{loc}.role'.",
+                    param=f"{loc}.role",
+                    code="missing_required_parameter",
+                )
+            if role not in ROLES:
+                raise OpenAIError(
+                    f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', "
+                    "'user', 'function', 'tool', and 'developer'.",
+                    param=f"{loc}.role",
+                    code="invalid_value",
+                )
+            if mode == "openai":
+                _additional(msg, MESSAGE_KEYS[role], f"messages.{i}")
+            content = msg.get("content")
+            if role == "assistant":
+                if content is None and not msg.get("tool_calls") and not msg.get("function_call"):
+                    raise OpenAIError(
+                        "Invalid value for 'content': expected a string, got null.",
+                        param=f"{loc}.content",
+                    )
+                self._validate_tool_calls(msg.get("tool_calls"), loc)
+            elif content is None:
+                raise OpenAIError(
+                    "Invalid value for 'content': expected a string, got null.",
+                    param=f"{loc}.content",
+                )
+            if role == "tool" and "tool_call_id" not in msg:
+                raise OpenAIError(
+                    f"Missing required parameter: '{loc}.tool_call_id'.",
+                    param=f"{loc}.tool_call_id",
+                    code="missing_required_parameter",
+                )
+            if isinstance(content, list):
+                for j, part in enumerate(content):
+                    self._validate_part(part, f"{loc}.content.[{j}]", f"messages.{i}.content.{j}")
+            elif content is not None and not isinstance(content, str):
+                raise OpenAIError(
+                    f"Invalid type for '{loc}.content': expected one of a string or array of "
+                    f"objects, but got {_jtype(content)} instead.",
+                    param=f"{loc}.content",
+                    code="invalid_type",
+                )
+        if self.strict_tool_pairing:
+            _check_tool_pairing(messages)
+        if self.strict_system_first:
+            for i, msg in enumerate(messages):
+                if msg["role"] == "system" and i > 0:
+                    raise OpenAIError("System message must be at the beginning.")
+        if self.strict_alternation:
+            prev: str | None = None
+            for msg in messages:
+                role = msg["role"]
+                if role in ("user", "assistant"):
+                    if role == prev:
+                        raise OpenAIError(
+                            "Conversation roles must alternate user/assistant/user/assistant/..."
+                        )
+                    prev = role
+                elif role == "tool":
+                    prev = "tool"
+
+    def _validate_tool_calls(self, calls: Any, loc: str) -> None:
+        if calls is None:
+            return
+        if not isinstance(calls, list):
+            raise OpenAIError(
+                f"Invalid type for '{loc}.tool_calls': expected an array.",
+                param=f"{loc}.tool_calls",
+            )
+        for k, call in enumerate(calls):
+            cloc = f"{loc}.tool_calls.[{k}]"
+            if not isinstance(call, dict):
+                raise OpenAIError(f"Invalid type for '{cloc}'.", param=cloc)
+            if self.mode == "openai":
+                _additional(call, frozenset({"id", "type", "function"}), cloc)
+            for key in ("id", "type", "function"):
+                if key not in call:
+                    raise OpenAIError(
+                        f"Missing required parameter: '{cloc}.{key}'.",
+                        param=f"{cloc}.{key}",
+                        code="missing_required_parameter",
+                    )
+            fn = call["function"]
+            if not isinstance(fn, dict) or "name" not in fn or "arguments" not in fn:
+                raise OpenAIError(
+                    f"Missing required parameter: '{cloc}.function.arguments'.",
+                    param=f"{cloc}.function.arguments",
+                    code="missing_required_parameter",
+                )
+            if not isinstance(fn["arguments"], str):
+                raise OpenAIError(
+                    f"Invalid type for '{cloc}.function.arguments': expected a string, but got "
+                    f"{_jtype(fn['arguments'])} instead.",
+                    param=f"{cloc}.function.arguments",
+                    code="invalid_type",
+                )
+
+    def _validate_part(self, part: Any, loc: str, dotted: str) -> None:
+        if not isinstance(part, dict) or "type" not in part:
+            raise OpenAIError(
+                f"Missing required parameter: '{loc}.type'.",
+                param=f"{loc}.type",
+                code="missing_required_parameter",
+            )
+        kind = part["type"]
+        allowed = PART_KEYS if self.mode == "openai" else VLLM_PART_TYPES
+        if kind not in allowed:
+            raise OpenAIError(
+                f"Invalid value: '{kind}'. Supported values are: 'text', 'image_url', "
+                "'input_audio', 'refusal', and 'file'."
+                if self.mode == "openai"
+                else f"Unknown part type: {kind}",
+                param=f"{loc}.type",
+                code="invalid_value",
+            )
+        if self.mode == "openai":
+            _additional(part, PART_KEYS[kind], dotted)
+        if kind == "text" and not isinstance(part.get("text"), str):
+            raise OpenAIError(
+                f"Missing required parameter: '{loc}.text'.",
+                param=f"{loc}.text",
+                code="missing_required_parameter",
+            )
+
+    def _check_context(self, prompt: int, body: Mapping[str, Any]) -> None:
+        limit = self.max_model_len
+        requested = body.get("max_completion_tokens") or body.get("max_tokens")
+        if self.mode == "vllm":
+            if prompt > limit:
+                raise OpenAIError(
+                    f"This model's maximum context length is {limit} tokens. However, your "
+                    f"request has {prompt} input tokens. Please reduce the length of the input "
+                    "messages. None"
+                )
+            if isinstance(requested, int) and prompt + requested > limit:
+                raise OpenAIError(
+                    f"'max_tokens' or 'max_completion_tokens' is too large: {requested}. This "
+                    f"model's maximum context length is {limit} tokens and your request has "
+                    f"{prompt} input tokens ({requested} > {limit} - {prompt}). None"
+                )
+            return
+        if prompt > limit:
+            raise OpenAIError(
+                f"This model's maximum context length is {limit} tokens. However, your messages "
+                f"resulted in {prompt} tokens. Please reduce the length of the messages.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        if isinstance(requested, int) and prompt + requested > limit:
+            raise OpenAIError(
+                f"This model's maximum context length is {limit} tokens. However, you requested "
+                f"{prompt + requested} tokens ({prompt} in the messages, {requested} in the "
+                "completion). Please reduce the length of the messages or completion.",
+                param="messages",
+                code="context_length_exceeded",
+            )
+
+    # ------------------------------------------------------------------ legacy completions
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        self._check_auth(request)
+        body = self._body(request)
+        rec: RecordedRequest = request[RECORDED]
+        if "model" not in body:
+            raise OpenAIError(
+                "you must provide a model parameter"
+                if self.mode == "openai"
+                else _pydantic_missing("model")
+            )
+        self._check_model(body["model"])
+        if "prompt" not in body:
+            raise OpenAIError(
+                "Missing required parameter: 'prompt'."
+                if self.mode == "openai"
+                else "Either prompt or prompt_embeds must be provided and non-empty.",
+                param="prompt",
+            )
+        prompt_tokens = tokens.openai_completion_prompt_tokens(body["prompt"])
+        max_tokens = body.get("max_tokens", 16)
+        if (
+            self.mode == "vllm"
+            and isinstance(max_tokens, int)
+            and prompt_tokens + max_tokens > self.max_model_len
+        ):
+            raise OpenAIError(
+                f"'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This "
+                f"model's maximum context length is {self.max_model_len} tokens and your "
+                f"request has {prompt_tokens} input tokens ({max_tokens} > "
+                f"{self.max_model_len} - {prompt_tokens}). None"
+            )
+        reply = self._pop_reply(rec)
+        if reply is None:
+            text, finish = _truncate(self.default_text, max_tokens)
+            reply = ChatReply(content=text, finish_reason=finish)
+        if isinstance(reply, ErrorReply):
+            return await self._send_error_reply(reply)
+        if isinstance(reply, RawStream):
+            return await replay_raw(request, reply, {})
+        text = reply.content or ""
+        finish = reply.finish_reason or "stop"
+        usage = self._usage(
+            "vllm" if self.mode == "vllm" else "ollama",
+            prompt_tokens,
+            tokens.count_text(text),
+            reply.usage,
+        )
+        usage.pop("prompt_tokens_details", None)
+        cmpl_id = reply.id or "cmpl-" + rand_hex(32)
+        created = int(time.time())
+        model = body["model"]
+        extra: dict[str, Any] = {"stop_reason": reply.stop_reason} if self.emit_stop_reason else {}
+        if not body.get("stream"):
+            payload = {
+                "id": cmpl_id,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {"index": 0, "text": text, "logprobs": None, "finish_reason": finish, **extra}
+                ],
+                "usage": usage,
+            }
+            return web.Response(body=orjson.dumps(payload), content_type="application/json")
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        base = {"id": cmpl_id, "object": "text_completion", "created": created, "model": model}
+        chunks: list[dict[str, Any]] = []
+        for piece in split_text(text, reply.text_chunk):
+            chunks.append(
+                {
+                    **base,
+                    "choices": [
+                        {"index": 0, "text": piece, "logprobs": None, "finish_reason": None}
+                    ],
+                }
+            )
+        chunks.append(
+            {
+                **base,
+                "choices": [
+                    {"index": 0, "text": "", "logprobs": None, "finish_reason": finish, **extra}
+                ],
+            }
+        )
+        if include_usage:
+            for c in chunks:
+                c["usage"] = None
+            chunks.append({**base, "choices": [], "usage": usage})
+        plan = StreamPlan(frames=[openai_frame(c) for c in chunks] + [OPENAI_DONE])
+        return await write_stream(request, plan)
+
+    # ------------------------------------------------------------------ models, tokenize
+    def _model_obj(self, model_id: str) -> dict[str, Any]:
+        obj: dict[str, Any] = {
+            "id": model_id,
+            "object": "model",
+            "created": CREATED,
+            "owned_by": OWNED_BY[self.mode],
+        }
+        if self.mode == "vllm":
+            obj.update(
+                root=model_id,
+                parent=None,
+                max_model_len=self.max_model_len,
+                permission=[
+                    {
+                        "id": "modelperm-" + rand_hex(32),
+                        "object": "model_permission",
+                        "created": CREATED,
+                        "allow_create_engine": False,
+                        "allow_sampling": True,
+                        "allow_logprobs": True,
+                        "allow_search_indices": False,
+                        "allow_view": True,
+                        "allow_fine_tuning": False,
+                        "organization": "*",
+                        "group": None,
+                        "is_blocking": False,
+                    }
+                ],
+            )
+        return obj
+
+    async def _list_models(self, request: web.Request) -> web.Response:
+        self._check_auth(request)
+        body = {"object": "list", "data": [self._model_obj(m) for m in self.models]}
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def _get_model(self, request: web.Request) -> web.Response:
+        self._check_auth(request)
+        model_id = request.match_info["model_id"]
+        self._check_model(model_id)
+        return web.Response(
+            body=orjson.dumps(self._model_obj(model_id)), content_type="application/json"
+        )
+
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        body = self._body(request)
+        if "model" in body and body["model"] is not None:
+            self._check_model(body["model"])
+        if "messages" in body:
+            messages = body["messages"]
+            if not isinstance(messages, list):
+                raise OpenAIError(_pydantic_missing("messages"))
+            if self.validate:
+                for i, msg in enumerate(messages):
+                    role = msg.get("role") if isinstance(msg, dict) else None
+                    if role not in ROLES:
+                        raise OpenAIError(f"Invalid role {role!r} in messages.{i}")
+                    if self.strict_system_first and role == "system" and i > 0:
+                        raise OpenAIError("System message must be at the beginning.")
+            count = tokens.openai_prompt_tokens(
+                messages,
+                body.get("tools"),
+                add_generation_prompt=body.get("add_generation_prompt", True),
+            )
+        elif "prompt" in body:
+            count = tokens.openai_completion_prompt_tokens(body["prompt"])
+        else:
+            raise OpenAIError(_pydantic_missing("prompt"))
+        result = {
+            "count": count,
+            "max_model_len": self.max_model_len,
+            "tokens": tokens.fake_token_ids(count, str(body.get("model", ""))),
+            "token_strs": None,
+        }
+        return web.Response(body=orjson.dumps(result), content_type="application/json")
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    async def _ollama_root(self, request: web.Request) -> web.Response:
+        return web.Response(text="Ollama is running")
+
+
+# ----------------------------------------------------------------------------- wire shapes
+
+
+class _Omit:
+    pass
+
+
+_OMIT: Any = _Omit()
+
+
+def _truncate(text: str, limit: Any) -> tuple[str, str]:
+    if not isinstance(limit, int) or tokens.count_text(text) <= limit:
+        return text, "stop"
+    kept: list[str] = []
+    for word in text.split(" "):
+        if tokens.count_text(" ".join([*kept, word])) > limit:
+            break
+        kept.append(word)
+    return " ".join(kept), "length"
+
+
+def _wire_tool_calls(calls: Sequence[ToolCall], style: Mode) -> list[dict[str, Any]]:
+    out = []
+    for k, c in enumerate(calls):
+        call: dict[str, Any] = {"id": c.id}
+        if style == "ollama":
+            call["index"] = k  # Ollama puts the index on complete (non-delta) calls too
+        call["type"] = "function"
+        call["function"] = {"name": c.name, "arguments": c.arguments}
+        out.append(call)
+    return out
+
+
+def chat_completion(
+    *,
+    style: Mode,
+    chat_id: str,
+    created: int,
+    model: Any,
+    content: str | None,
+    reasoning: str | None,
+    reasoning_field: str,
+    refusal: str | None,
+    tool_calls: Sequence[ToolCall],
+    finish_reason: str,
+    stop_reason: Any,
+    usage: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A non-streaming ``chat.completion`` object as the emulated server writes it."""
+    wire_calls = _wire_tool_calls(tool_calls, style)
+    if style == "vllm":
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": content,
+            "refusal": refusal,
+            "annotations": None,
+            "audio": None,
+            "function_call": None,
+            "tool_calls": wire_calls,
+            reasoning_field: reasoning,
+        }
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": message,
+            "logprobs": None,
+            "finish_reason": finish_reason,
+        }
+        if stop_reason is not _OMIT:
+            choice["stop_reason"] = stop_reason
+        choice["token_ids"] = None
+        return {
+            "id": chat_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [choice],
+            "service_tier": None,
+            "system_fingerprint": None,
+            "usage": dict(usage),
+            "prompt_logprobs": None,
+            "prompt_token_ids": None,
+            "kv_transfer_params": None,
+        }
+    if style == "ollama":
+        message = {"role": "assistant", "content": content or ""}
+        if reasoning:
+            message[reasoning_field] = reasoning
+        if wire_calls:
+            message["tool_calls"] = wire_calls
+        choice = {"index": 0, "message": message, "finish_reason": finish_reason}
+        if stop_reason is not _OMIT:
+            choice["stop_reason"] = stop_reason
+        return {
+            "id": chat_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_ollama",
+            "choices": [choice],
+            "usage": dict(usage),
+        }
+    message = {"role": "assistant", "content": content, "refusal": refusal, "annotations": []}
+    if wire_calls:
+        message["tool_calls"] = wire_calls
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+    if stop_reason is not _OMIT:
+        choice["stop_reason"] = stop_reason
+    return {
+        "id": chat_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [choice],
+        "usage": dict(usage),
+        "service_tier": "default",
+        "system_fingerprint": "fp_" + rand_hex(10),
+    }
+
+
+def stream_chunks(
+    *,
+    style: Mode,
+    chat_id: str,
+    created: int,
+    model: Any,
+    content: str | None,
+    reasoning: str | None,
+    reasoning_field: str = "reasoning",
+    refusal: str | None = None,
+    tool_calls: Sequence[ToolCall] = (),
+    finish_reason: str = "stop",
+    stop_reason: Any = _OMIT,
+    usage: Mapping[str, Any] | None = None,
+    include_usage: bool = False,
+    continuous_usage: bool = False,
+    text_chunk: int = 8,
+    args_chunk: int = 10,
+) -> list[dict[str, Any]]:
+    """The ``chat.completion.chunk`` objects (without ``[DONE]``) the emulated server sends."""
+    base: dict[str, Any] = {
+        "id": chat_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+    }
+    if style == "openai":
+        base["service_tier"] = "default"
+        base["system_fingerprint"] = "fp_" + rand_hex(10)
+    elif style == "ollama":
+        base["system_fingerprint"] = "fp_ollama"
+
+    def choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        ch: dict[str, Any] = {"index": 0, "delta": delta}
+        if style != "ollama":
+            ch["logprobs"] = None
+        ch["finish_reason"] = finish
+        if finish is not None and stop_reason is not _OMIT:
+            ch["stop_reason"] = stop_reason
+        return ch
+
+    deltas: list[dict[str, Any]] = []
+    if style == "ollama":
+        if reasoning:
+            for piece in split_text(reasoning, text_chunk):
+                deltas.append({"role": "assistant", "content": "", reasoning_field: piece})
+        if content:
+            for piece in split_text(content, text_chunk):
+                deltas.append({"role": "assistant", "content": piece})
+        if tool_calls:
+            deltas.append(
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": _wire_tool_calls(tool_calls, "ollama"),
+                }
+            )
+        finish_delta: dict[str, Any] = {"role": "assistant", "content": ""}
+    else:
+        first: dict[str, Any] = {"role": "assistant", "content": ""}
+        if style == "openai":
+            first["refusal"] = None
+        deltas.append(first)
+        if reasoning and style == "vllm":
+            for piece in split_text(reasoning, text_chunk):
+                deltas.append({reasoning_field: piece})
+        if content:
+            for piece in split_text(content, text_chunk):
+                deltas.append({"content": piece})
+        if refusal:
+            for piece in split_text(refusal, text_chunk):
+                deltas.append({"refusal": piece})
+        for k, call in enumerate(tool_calls):
+            deltas.append(
+                {
+                    "tool_calls": [
+                        {
+                            "index": k,
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
+            if call.arguments:
+                for piece in split_text(call.arguments, args_chunk):
+                    deltas.append({"tool_calls": [{"index": k, "function": {"arguments": piece}}]})
+        finish_delta = {}
+    chunks = [{**base, "choices": [choice(d)]} for d in deltas]
+    chunks.append({**base, "choices": [choice(finish_delta, finish_reason)]})
+    usage = dict(usage or {})
+    if continuous_usage and usage:
+        n = len(chunks)
+        for i, c in enumerate(chunks):
+            done = usage["completion_tokens"] * (i + 1) // n
+            c["usage"] = {
+                "prompt_tokens": usage["prompt_tokens"],
+                "completion_tokens": done,
+                "total_tokens": usage["prompt_tokens"] + done,
+            }
+    elif include_usage and style == "openai":
+        # api.openai.com: every chunk carries "usage": null; vLLM omits the key (exclude_unset)
+        for c in chunks:
+            c["usage"] = None
+    if include_usage and usage:
+        chunks.append({**base, "choices": [], "usage": usage})
+    return chunks
+
+
+# ----------------------------------------------------------------------------- validation utils
+
+
+def _jtype(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int | float):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "an array"
+    return "an object"
+
+
+def _pydantic_missing(field_name: str) -> str:
+    return (
+        "[{'type': 'missing', 'loc': ('body', '" + field_name + "'), 'msg': 'Field required', "
+        "'input': None}]"
+    )
+
+
+def _additional(obj: Mapping[str, Any], allowed: frozenset[str], loc: str) -> None:
+    for key in obj:
+        if key not in allowed:
+            raise OpenAIError(
+                f"Additional properties are not allowed ('{key}' was unexpected) - '{loc}'",
+                param=loc,
+            )
+
+
+def _check_tool_pairing(messages: list[dict[str, Any]]) -> None:
+    pending: dict[str, None] = {}
+    owner = -1
+    current: set[str] = set()
+    for i, msg in enumerate(messages):
+        role = msg["role"]
+        if role == "tool":
+            call_id = msg.get("tool_call_id")
+            if call_id not in current:
+                raise OpenAIError(
+                    "Invalid parameter: messages with role 'tool' must be a response to a "
+                    "preceeding message with 'tool_calls'.",
+                    param=f"messages.[{i}].role",
+                )
+            pending.pop(call_id, None)
+            continue
+        if pending:
+            break
+        current = set()
+        if role == "assistant" and msg.get("tool_calls"):
+            ids = [c.get("id") for c in msg["tool_calls"] if isinstance(c, dict)]
+            pending = dict.fromkeys(ids)
+            current = set(ids)
+            owner = i
+    if pending:
+        raise OpenAIError(
+            "An assistant message with 'tool_calls' must be followed by tool messages responding "
+            "to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+            + ", ".join(pending),
+            param=f"messages.[{owner}].role",
+        )

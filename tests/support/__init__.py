@@ -1,0 +1,1 @@
+"""Test support: background servers, fixture loading, shared pytest fixtures."""

@@ -1,0 +1,635 @@
+"""The fake OpenAI-compatible upstream (vLLM / api.openai.com / Ollama modes) is wire-correct:
+the official openai SDK, pointed straight at it, parses every answer the way it parses the real
+servers'."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+from tests.fakes import ChatReply, FakeOpenAI, OpenAIErrorReply, RawStream, tokens
+from tests.support import http
+from tests.support.fixtures import load_sse, load_sse_json
+
+USER = [{"role": "user", "content": "What is the weather in Paris?"}]
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+TOOL_TURN: list[dict[str, Any]] = [
+    *USER,
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+]
+
+
+def _serve(mode: str) -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(mode) as fake:  # type: ignore[arg-type]
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def vllm_server() -> Iterator[FakeOpenAI]:
+    yield from _serve("vllm")
+
+
+@pytest.fixture(scope="module")
+def openai_server() -> Iterator[FakeOpenAI]:
+    yield from _serve("openai")
+
+
+@pytest.fixture(scope="module")
+def ollama_server() -> Iterator[FakeOpenAI]:
+    yield from _serve("ollama")
+
+
+def _client(fake: FakeOpenAI, **kw: Any) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=fake.base_url, api_key=fake.api_key or "none", max_retries=0, timeout=10, **kw
+    )
+
+
+@pytest.fixture
+def vllm(vllm_server: FakeOpenAI) -> FakeOpenAI:
+    vllm_server.reset()
+    return vllm_server
+
+
+@pytest.fixture
+def oai(openai_server: FakeOpenAI) -> FakeOpenAI:
+    openai_server.reset()
+    return openai_server
+
+
+@pytest.fixture
+def ollama(ollama_server: FakeOpenAI) -> FakeOpenAI:
+    ollama_server.reset()
+    return ollama_server
+
+
+@pytest.fixture
+def client(vllm: FakeOpenAI) -> Iterator[openai.OpenAI]:
+    with _client(vllm) as c:
+        yield c
+
+
+def bad_request(c: openai.OpenAI, **kwargs: Any) -> openai.BadRequestError:
+    kwargs.setdefault("model", "qwen3-coder")
+    kwargs.setdefault("messages", USER)
+    with pytest.raises(openai.BadRequestError) as err:
+        c.chat.completions.create(**kwargs)
+    assert err.value.status_code == 400
+    return err.value
+
+
+def auth(fake: FakeOpenAI) -> dict[str, str]:
+    return {"authorization": f"Bearer {fake.api_key}"}
+
+
+# ----------------------------------------------------------------------------- vLLM happy paths
+
+
+def test_vllm_default_reply(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(model="qwen3-coder", messages=USER)
+    assert r.object == "chat.completion" and r.id.startswith("chatcmpl-")
+    choice = r.choices[0]
+    assert choice.message.content == "Hello from fake vLLM"
+    assert choice.message.tool_calls == []  # vLLM sends an empty list, not null
+    assert choice.finish_reason == "stop"
+    assert choice.model_extra == {"stop_reason": None, "token_ids": None}
+    assert r.usage is not None
+    assert r.usage.prompt_tokens == vllm.count_prompt_tokens(vllm.last_request.body)
+    assert r.usage.completion_tokens == tokens.count_text("Hello from fake vLLM")
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_vllm_stream_with_usage(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    vllm.enqueue(ChatReply(content="Sunny and 18 degrees.", reasoning="Look it up."))
+    chunks = list(
+        client.chat.completions.create(
+            model="qwen3-coder",
+            messages=USER,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[0].choices[0].delta.content == ""
+    reasoning = "".join(
+        (c.choices[0].delta.model_extra or {}).get("reasoning", "") for c in chunks if c.choices
+    )
+    assert reasoning == "Look it up."
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Sunny and 18 degrees."
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.prompt_tokens == vllm.count_prompt_tokens(vllm.last_request.body)
+
+
+def test_stream_wire_format(vllm: FakeOpenAI) -> None:
+    vllm.enqueue(ChatReply(content="Hi there, how are you?", stop_reason="</answer>"))
+    body = {"model": "qwen3-coder", "messages": USER, "stream": True}
+    resp = http.post(vllm.url + "/v1/chat/completions", body, auth(vllm))
+    assert resp.status == 200 and resp.content_type.startswith("text/event-stream")
+    assert b"event:" not in resp.body
+    frames = resp.body.split(b"\n\n")
+    assert frames[-2:] == [b"data: [DONE]", b""]
+    events = resp.events()
+    assert all(e.event is None for e in events)
+    chunks = [e.json() for e in events if not e.is_done]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert len({c["id"] for c in chunks}) == 1
+    assert all("usage" not in c for c in chunks)  # no include_usage -> no usage at all
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"][0]["stop_reason"] == "</answer>"
+
+
+def test_vllm_tool_calls_stream_accumulator(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    vllm.enqueue(
+        ChatReply(
+            content="Checking.",
+            reasoning="Need both tools.",
+            tool_calls=[
+                ("call_a", "get_weather", '{"city": "Paris", "unit": "celsius"}'),
+                (None, "get_time", {"timezone": "Europe/Paris"}),
+            ],
+        )
+    )
+    with client.chat.completions.stream(
+        model="qwen3-coder",
+        messages=USER,
+        tools=[WEATHER],
+        stream_options={"include_usage": True},
+    ) as stream:
+        final = stream.get_final_completion()
+    msg = final.choices[0].message
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert msg.content == "Checking."
+    calls = msg.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_weather", "get_time"]  # type: ignore[union-attr]
+    assert calls[0].id == "call_a" and calls[1].id.startswith("chatcmpl-tool-")
+    assert json.loads(calls[0].function.arguments) == {"city": "Paris", "unit": "celsius"}  # type: ignore[union-attr]
+    assert json.loads(calls[1].function.arguments) == {"timezone": "Europe/Paris"}  # type: ignore[union-attr]
+    assert final.usage is not None and final.usage.completion_tokens > 0
+
+
+def test_tool_call_fragments_on_the_wire(vllm: FakeOpenAI) -> None:
+    vllm.enqueue(ChatReply(tool_calls=[("call_a", "get_weather", '{"city": "Paris"}')]))
+    body = {"model": "qwen3-coder", "messages": USER, "tools": [WEATHER], "stream": True}
+    chunks = [
+        e.json()
+        for e in http.post(vllm.url + "/v1/chat/completions", body, auth(vllm)).events()
+        if not e.is_done
+    ]
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    tool_deltas = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
+    assert tool_deltas[0] == {
+        "index": 0,
+        "id": "call_a",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": ""},
+    }
+    assert all(set(d) == {"index", "function"} for d in tool_deltas[1:])
+    assert len(tool_deltas) > 2
+    assert "".join(d["function"]["arguments"] for d in tool_deltas) == '{"city": "Paris"}'
+
+
+def test_reasoning_content_naming() -> None:
+    with FakeOpenAI(reasoning_field="reasoning_content") as fake:
+        fake.enqueue(ChatReply(content="ok", reasoning="thinking..."))
+        r = _client(fake).chat.completions.create(model="qwen3-coder", messages=USER)
+    assert (r.choices[0].message.model_extra or {})["reasoning_content"] == "thinking..."
+
+
+def test_vllm_notes_ignored_fields(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    client.chat.completions.create(
+        model="qwen3-coder",
+        messages=USER,
+        extra_body={"top_k": 20, "chat_template_kwargs": {"enable_thinking": False}, "foo": 1},
+    )
+    assert vllm.last_request.notes == [
+        "The following fields were present in the request but ignored: {'foo'}"
+    ]
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def test_tool_pairing(client: openai.OpenAI) -> None:
+    msg = bad_request(client, messages=TOOL_TURN[:2], tools=[WEATHER]).message
+    assert (
+        "An assistant message with 'tool_calls' must be followed by tool messages responding "
+        "to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+        "call_1"
+    ) in msg
+    orphan = [*USER, {"role": "tool", "tool_call_id": "call_9", "content": "x"}]
+    assert "messages with role 'tool' must be a response to a preceeding message" in (
+        bad_request(client, messages=orphan).message
+    )
+    interrupted = [*TOOL_TURN[:2], {"role": "user", "content": "never mind"}, TOOL_TURN[2]]
+    bad_request(client, messages=interrupted, tools=[WEATHER])
+    client.chat.completions.create(model="qwen3-coder", messages=TOOL_TURN, tools=[WEATHER])
+
+
+def test_error_shape_is_vllm(client: openai.OpenAI) -> None:
+    err = bad_request(client, tools=[])
+    assert err.body == {
+        "message": "[] is too short - 'tools'",
+        "type": "BadRequestError",
+        "param": None,
+        "code": 400,
+    }
+
+
+def test_system_must_be_first_on_vllm(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    late_system = [*USER, {"role": "system", "content": "Agents: ..."}]
+    err = bad_request(client, messages=late_system)
+    assert err.message.endswith("System message must be at the beginning.")
+    client.chat.completions.create(
+        model="qwen3-coder", messages=[{"role": "system", "content": "Be brief."}, *USER]
+    )
+    vllm.strict_system_first = False
+    try:
+        client.chat.completions.create(model="qwen3-coder", messages=late_system)
+    finally:
+        vllm.strict_system_first = True
+
+
+def test_consecutive_users_and_strict_alternation(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    twice = [*USER, {"role": "user", "content": "hello?"}]
+    client.chat.completions.create(model="qwen3-coder", messages=twice)
+    vllm.strict_alternation = True
+    try:
+        err = bad_request(client, messages=twice)
+        assert "Conversation roles must alternate user/assistant/user/assistant/..." in err.message
+        client.chat.completions.create(model="qwen3-coder", messages=TOOL_TURN, tools=[WEATHER])
+    finally:
+        vllm.strict_alternation = False
+
+
+def test_message_shape_checks(client: openai.OpenAI) -> None:
+    as_object = [
+        *USER,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": {"city": "Paris"}},
+                }
+            ],
+        },
+        TOOL_TURN[2],
+    ]
+    assert "function.arguments': expected a string, but got an object" in (
+        bad_request(client, messages=as_object, tools=[WEATHER]).message
+    )
+    assert (
+        "Invalid value: 'ctx'"
+        in bad_request(client, messages=[{"role": "ctx", "content": "x"}]).message
+    )
+    resp = http.post(
+        client.base_url.__str__() + "chat/completions",
+        {"messages": USER},
+        {"authorization": "Bearer sk-test-openai-key"},
+    )
+    assert resp.status == 400 and "'model'" in resp.json()["error"]["message"]
+
+
+def test_context_overflow_wording(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    long_messages = [{"role": "user", "content": "word " * 9000}]
+    prompt = vllm.count_prompt_tokens({"messages": long_messages})
+    assert 9000 < prompt < 9100
+    err = bad_request(client, messages=long_messages, max_tokens=32000)
+    assert err.body["message"] == (  # type: ignore[index]
+        f"'max_tokens' or 'max_completion_tokens' is too large: 32000. This model's maximum "
+        f"context length is 32768 tokens and your request has {prompt} input tokens "
+        f"(32000 > 32768 - {prompt}). None"
+    )
+    client.chat.completions.create(
+        model="qwen3-coder", messages=long_messages, max_tokens=32768 - prompt
+    )
+    huge = [{"role": "user", "content": "word " * 40000}]
+    prompt = vllm.count_prompt_tokens({"messages": huge})
+    err = bad_request(client, messages=huge)
+    assert err.body["message"] == (  # type: ignore[index]
+        f"This model's maximum context length is 32768 tokens. However, your request has "
+        f"{prompt} input tokens. Please reduce the length of the input messages. None"
+    )
+
+
+def test_unknown_model_and_stream_options(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as err:
+        client.chat.completions.create(model="gpt-4o", messages=USER)
+    assert err.value.body["message"] == "The model `gpt-4o` does not exist."  # type: ignore[index]
+    bad_request(client, stream_options={"include_usage": True})
+
+
+def test_auto_tool_choice_flag(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    vllm.auto_tool_choice = False
+    try:
+        err = bad_request(client, tools=[WEATHER])
+        assert "--enable-auto-tool-choice" in err.message
+    finally:
+        vllm.auto_tool_choice = True
+
+
+def test_validation_does_not_consume_queued_replies(
+    vllm: FakeOpenAI, client: openai.OpenAI
+) -> None:
+    vllm.enqueue(ChatReply(content="scripted"))
+    bad_request(client, tools=[])
+    r = client.chat.completions.create(model="qwen3-coder", messages=USER)
+    assert r.choices[0].message.content == "scripted"
+
+
+# ----------------------------------------------------------------------------- errors, faults
+
+
+def test_auth_vllm(vllm: FakeOpenAI) -> None:
+    with pytest.raises(openai.AuthenticationError) as err:
+        openai.OpenAI(base_url=vllm.base_url, api_key="wrong", max_retries=0).models.list()
+    assert err.value.body is None or err.value.body == "Unauthorized"
+    assert err.value.response.json() == {"error": "Unauthorized"}
+    # /health and /tokenize are outside /v1: not protected by --api-key
+    assert http.get(vllm.url + "/health").status == 200
+
+
+def test_scripted_errors(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    vllm.enqueue(
+        OpenAIErrorReply(429, "Too many requests", headers={"retry-after": "1"}),
+        OpenAIErrorReply(500, "boom"),
+        OpenAIErrorReply(503, "The server is overloaded"),
+        OpenAIErrorReply(502, body=b"<html>bad gateway</html>", content_type="text/html"),
+    )
+    with pytest.raises(openai.RateLimitError) as err:
+        client.chat.completions.create(model="qwen3-coder", messages=USER)
+    assert err.value.response.headers["retry-after"] == "1"
+    assert err.value.body == {
+        "message": "Too many requests",
+        "type": "RateLimitError",
+        "param": None,
+        "code": 429,
+    }
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="qwen3-coder", messages=USER)
+    with pytest.raises(openai.InternalServerError) as err2:
+        client.chat.completions.create(model="qwen3-coder", messages=USER)
+    assert err2.value.status_code == 503
+    with pytest.raises(openai.InternalServerError) as err3:
+        client.chat.completions.create(model="qwen3-coder", messages=USER)
+    assert err3.value.status_code == 502
+
+
+def test_mid_stream_error_then_done(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    vllm.enqueue(ChatReply(content="partial answer here", error_after=3))
+    with pytest.raises(openai.APIError) as err:
+        for _ in client.chat.completions.create(model="qwen3-coder", messages=USER, stream=True):
+            pass
+    assert err.value.message == "The engine encountered an internal error"
+    vllm.enqueue(ChatReply(content="partial answer here", error_after=3))
+    body = {"model": "qwen3-coder", "messages": USER, "stream": True}
+    events = http.post(vllm.url + "/v1/chat/completions", body, auth(vllm)).events()
+    assert events[-2].json()["error"]["type"] == "InternalServerError"
+    assert events[-1].is_done
+
+
+def test_stream_cut_and_abort(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    vllm.enqueue(ChatReply(content="never finished", cut_after=3))
+    body = {"model": "qwen3-coder", "messages": USER, "stream": True}
+    events = http.post(vllm.url + "/v1/chat/completions", body, auth(vllm)).events()
+    assert len(events) == 3 and not events[-1].is_done
+    vllm.enqueue(ChatReply(content="never finished", cut_after=3, cut_mode="abort"))
+    with pytest.raises(openai.APIConnectionError):
+        for _ in client.chat.completions.create(model="qwen3-coder", messages=USER, stream=True):
+            pass
+
+
+def test_slow_first_byte(vllm: FakeOpenAI) -> None:
+    vllm.enqueue(ChatReply(content="late", first_byte_delay=1.0))
+    c = openai.OpenAI(base_url=vllm.base_url, api_key=vllm.api_key, max_retries=0, timeout=0.2)
+    with pytest.raises(openai.APITimeoutError):
+        c.chat.completions.create(model="qwen3-coder", messages=USER)
+
+
+# ----------------------------------------------------------------------------- other endpoints
+
+
+def test_models_tokenize_health(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    models = client.models.list()
+    assert [m.id for m in models.data] == ["qwen3-coder"]
+    assert models.data[0].owned_by == "vllm"
+    assert (models.data[0].model_extra or {})["max_model_len"] == 32768
+    body = {"model": "qwen3-coder", "messages": TOOL_TURN, "tools": [WEATHER]}
+    tok = http.post(vllm.url + "/tokenize", {**body, "add_generation_prompt": True}).json()
+    assert tok["max_model_len"] == 32768 and len(tok["tokens"]) == tok["count"]
+    r = client.chat.completions.create(**body)  # type: ignore[call-overload]
+    assert r.usage.prompt_tokens == tok["count"]  # /tokenize agrees with usage
+    late = [*USER, {"role": "system", "content": "x"}]
+    resp = http.post(vllm.url + "/tokenize", {"model": "qwen3-coder", "messages": late})
+    assert resp.status == 400
+    health = http.get(vllm.url + "/health")
+    assert health.status == 200 and health.body == b""
+    assert http.get(vllm.url + "/v1/nope").json() == {"detail": "Not Found"}
+
+
+def test_legacy_completions(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    r = client.completions.create(model="qwen3-coder", prompt="Say hello", max_tokens=2)
+    assert r.object == "text_completion"
+    assert r.choices[0].text == "Hello from" and r.choices[0].finish_reason == "length"
+    vllm.enqueue(ChatReply(content="streamed completion text"))
+    chunks = list(
+        client.completions.create(
+            model="qwen3-coder",
+            prompt="Say hello",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "streamed completion text"
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == 2
+
+
+# ----------------------------------------------------------------------------- openai mode
+
+
+def test_openai_mode_rejects_anthropic_leaks(oai: FakeOpenAI) -> None:
+    c = _client(oai)
+    for extra, name in [
+        ({"top_k": 40}, "top_k"),
+        ({"thinking": {"type": "adaptive"}}, "thinking"),
+        ({"context_management": {"edits": []}}, "context_management"),
+        ({"output_config": {"effort": "high"}}, "output_config"),
+    ]:
+        err = bad_request(c, model="gpt-4.1", extra_body=extra)
+        assert err.body == {
+            "message": f"Unrecognized request argument supplied: {name}",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    cached_part = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}],
+        }
+    ]
+    assert bad_request(c, model="gpt-4.1", messages=cached_part).message.endswith(
+        "Additional properties are not allowed ('cache_control' was unexpected) - "
+        "'messages.0.content.0'"
+    )
+    cached_tool = {**WEATHER, "cache_control": {"type": "ephemeral"}}
+    bad_request(c, model="gpt-4.1", tools=[cached_tool])
+    reasoning_echo = [*USER, {"role": "assistant", "content": "ok", "reasoning_content": "..."}]
+    bad_request(c, model="gpt-4.1", messages=reasoning_echo)
+    err = bad_request(c, model="gpt-4.1", tools=[])
+    assert err.body["message"] == "[] is too short - 'tools'"  # type: ignore[index]
+    assert err.body["code"] == "empty_array"  # type: ignore[index]
+    long_name = {"type": "function", "function": {"name": "mcp__" + "x" * 70, "parameters": {}}}
+    assert "string too long" in bad_request(c, model="gpt-4.1", tools=[long_name]).message
+    assert "'tool_choice' is only allowed when 'tools' are specified" in (
+        bad_request(c, model="gpt-4.1", tool_choice="auto").message
+    )
+    late_system = [*USER, {"role": "system", "content": "fine on api.openai.com"}]
+    c.chat.completions.create(model="gpt-4.1", messages=late_system)
+
+
+def test_openai_mode_auth_and_shapes(oai: FakeOpenAI) -> None:
+    with pytest.raises(openai.AuthenticationError) as err:
+        openai.OpenAI(
+            base_url=oai.base_url, api_key="sk-wrong-key-123", max_retries=0
+        ).models.list()
+    assert err.value.code == "invalid_api_key"
+    c = _client(oai)
+    oai.enqueue(ChatReply(content="hi", reasoning="hidden"))
+    r = c.chat.completions.create(model="gpt-4.1", messages=USER)
+    assert r.system_fingerprint and r.service_tier == "default"
+    assert "reasoning" not in (r.choices[0].message.model_extra or {})
+    assert (
+        r.usage
+        and r.usage.prompt_tokens_details
+        and r.usage.prompt_tokens_details.cached_tokens == 0
+    )
+    body = {
+        "model": "gpt-4.1",
+        "messages": USER,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    chunks = [
+        e.json()
+        for e in http.post(oai.url + "/v1/chat/completions", body, auth(oai)).events()
+        if not e.is_done
+    ]
+    assert all(c["usage"] is None for c in chunks[:-1])  # "usage": null until the last chunk
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
+    long = [{"role": "user", "content": "word " * 100}]
+    oai.max_model_len = 50
+    try:
+        err2 = bad_request(c, model="gpt-4.1", messages=long)
+        assert err2.code == "context_length_exceeded"
+    finally:
+        oai.max_model_len = 128000
+    assert http.post(oai.url + "/tokenize", {"prompt": "x"}).status == 404
+    assert c.models.retrieve("gpt-4.1").owned_by == "system"
+
+
+# ----------------------------------------------------------------------------- ollama mode
+
+
+def test_ollama_stream_shape(ollama: FakeOpenAI) -> None:
+    c = _client(ollama)
+    ollama.enqueue(
+        ChatReply(reasoning="Thinking.", tool_calls=[("get_weather", {"city": "Paris"})])
+    )
+    body = {"model": "qwen3:8b", "messages": USER, "tools": [WEATHER], "stream": True}
+    chunks = [
+        e.json()
+        for e in http.post(ollama.url + "/v1/chat/completions", body).events()
+        if not e.is_done
+    ]
+    with_calls = [c for c in chunks if "tool_calls" in c["choices"][0]["delta"]]
+    assert len(with_calls) == 1
+    call = with_calls[0]["choices"][0]["delta"]["tool_calls"][0]
+    assert call["index"] == 0 and call["function"]["arguments"] == '{"city": "Paris"}'
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"  # even with a tool call
+    assert all(c["choices"] for c in chunks)  # no usage chunk unless asked
+    ollama.enqueue(ChatReply(tool_calls=[("get_weather", {"city": "Paris"})]))
+    with c.chat.completions.stream(model="qwen3:8b", messages=USER, tools=[WEATHER]) as stream:
+        final = stream.get_final_completion()
+    calls = final.choices[0].message.tool_calls or []
+    assert calls[0].function.arguments == '{"city": "Paris"}'  # type: ignore[union-attr]
+    assert final.choices[0].finish_reason == "stop"
+    assert http.get(ollama.url + "/").body == b"Ollama is running"
+    assert http.post(ollama.url + "/tokenize", {"prompt": "x"}).status == 404
+    with pytest.raises(openai.NotFoundError):
+        c.chat.completions.create(model="llama3", messages=USER)
+
+
+# ----------------------------------------------------------------------------- fixture replay
+
+
+def test_replay_vllm_reasoning_tools(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    vllm.enqueue(RawStream("vllm_stream_reasoning_tools.sse"))
+    with client.chat.completions.stream(
+        model="qwen3-coder", messages=USER, tools=[WEATHER]
+    ) as stream:
+        final = stream.get_final_completion()
+    msg = final.choices[0].message
+    assert msg.content == "Let me check both for you."
+    assert (msg.model_extra or {})["reasoning"] == (
+        "The user asks for the weather in Paris and the local time. I need both tools."
+    )
+    calls = msg.tool_calls or []
+    assert [json.loads(c.function.arguments) for c in calls] == [  # type: ignore[union-attr]
+        {"city": "Paris", "unit": "celsius"},
+        {"timezone": "Europe/Paris"},
+    ]
+    assert final.usage is not None and final.usage.total_tokens == 389
+    assert load_sse("vllm_stream_reasoning_tools.sse")[-1].is_done
+
+
+def test_replay_reasoning_content_and_ollama(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    vllm.enqueue(RawStream("vllm_stream_reasoning_content.sse"))
+    chunks = list(client.chat.completions.create(model="qwen3-coder", messages=USER, stream=True))
+    reasoning = "".join(
+        (c.choices[0].delta.model_extra or {}).get("reasoning_content", "")
+        for c in chunks
+        if c.choices
+    )
+    assert reasoning == "Okay, the user wants the file list. I'll call list_files."
+    vllm.enqueue(RawStream("ollama_stream_tools.sse"))
+    with client.chat.completions.stream(
+        model="qwen3-coder", messages=USER, tools=[WEATHER]
+    ) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].finish_reason == "stop"
+    assert [c.function.name for c in final.choices[0].message.tool_calls or []] == [  # type: ignore[union-attr]
+        "get_weather",
+        "get_time",
+    ]
+    raw = load_sse_json("ollama_stream_tools.sse")
+    assert all(c["choices"][0]["delta"]["role"] == "assistant" for c in raw)
