@@ -10,7 +10,7 @@ import pytest
 from aiohttp import ClientSession, web
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.fakes import FakeAnthropic, RawStream, Reply
+from tests.fakes import ChatReply, FakeAnthropic, FakeOpenAI, RawStream, Reply
 from tests.fakes.sse import anthropic_frame, openai_frame, parse_sse, split_frames
 from tests.support import http
 from tests.support.fixtures import (
@@ -21,6 +21,7 @@ from tests.support.fixtures import (
     load_sse_frames,
     load_sse_json,
 )
+from tests.support.plugin import _vllm_server, vllm_upstream  # noqa: F401 (fixtures)
 from tests.support.servers import ServerThread, serve, start_server
 
 
@@ -122,6 +123,17 @@ def test_fakes_can_share_a_loop_with_other_apps() -> None:
         hdrs = {"x-api-key": fake.api_key, "anthropic-version": "2023-06-01"}
         resp = http.get(srv.url + "/v1/models", hdrs)
         assert resp.status == 200 and resp.json()["data"][0]["type"] == "model"
+
+
+@pytest.mark.parametrize("round_", [1, 2])
+def test_plugin_fixture_resets_between_tests(
+    vllm_upstream: FakeOpenAI,  # noqa: F811 - the imported fixture
+    round_: int,
+) -> None:
+    assert vllm_upstream.requests == [] and vllm_upstream.pending == 0
+    vllm_upstream.enqueue(ChatReply(content="left over"))  # must not leak into round 2
+    resp = http.get(vllm_upstream.url + "/health")
+    assert resp.status == 200 and len(vllm_upstream.requests) == 1
 
 
 # ----------------------------------------------------------------------------- SSE

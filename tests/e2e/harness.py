@@ -80,8 +80,14 @@ class Stack:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=KEY, max_retries=0, **kw)
 
     def reset(self) -> None:
+        """Fresh fakes and no deployment left cooling down from an earlier test's errors."""
         for f in (self.anthropic_fake, self.vllm, self.oai, self.ollama):
             f.reset()
+        if self.server.app is not None:
+            for route in self.engine.models.routes.values():
+                for d in route.deployments:
+                    d.cooldown_until = 0.0
+                    d.failures.clear()
 
     @property
     def engine(self) -> Any:

@@ -1148,7 +1148,7 @@ def _validate_tool_pairing(messages: list[dict[str, Any]]) -> None:
         if not ids:
             continue
         nxt = turns[t + 1] if t + 1 < len(turns) else None
-        answered: set[str] = set()
+        answered: set[Any] = set()
         if nxt and nxt[1] == "user":
             for _, _, b in nxt[2]:
                 if b.get("type") != "tool_result":

@@ -192,7 +192,9 @@ async def write_stream(
     return resp
 
 
-async def replay_raw(request: web.Request, raw: RawStream, extra_headers: Mapping[str, str]):
+async def replay_raw(
+    request: web.Request, raw: RawStream, extra_headers: Mapping[str, str]
+) -> web.StreamResponse:
     plan = StreamPlan(
         frames=raw.frames(),
         first_byte_delay=raw.first_byte_delay,

@@ -389,7 +389,9 @@ class FakeOpenAI(FakeUpstream):
         rec.status = resp.status
         return resp
 
-    def _error_response(self, exc: OpenAIError, headers: Mapping[str, str] | None = None):
+    def _error_response(
+        self, exc: OpenAIError, headers: Mapping[str, str] | None = None
+    ) -> web.Response:
         body = exc.body
         if body is None:
             body = error_body(
@@ -1429,9 +1431,9 @@ def _additional(obj: Mapping[str, Any], allowed: frozenset[str], loc: str) -> No
 
 
 def _check_tool_pairing(messages: list[dict[str, Any]]) -> None:
-    pending: dict[str, None] = {}
+    pending: dict[Any, None] = {}
     owner = -1
-    current: set[str] = set()
+    current: set[Any] = set()
     for i, msg in enumerate(messages):
         role = msg["role"]
         if role == "tool":

@@ -1,8 +1,12 @@
 """Reusable pytest fixtures for the fake upstreams.
 
-Import the ones you need into a test module (or a conftest)::
+Either register the whole module in the root ``conftest.py``::
 
-    from tests.support.plugin import anthropic_upstream, vllm_upstream  # noqa: F401
+    pytest_plugins = ["tests.support.plugin"]
+
+or import a fixture *and* its module-scoped server into a test module / conftest::
+
+    from tests.support.plugin import _vllm_server, vllm_upstream  # noqa: F401
 
 Each fake is served once per module (cheap to reuse) and ``reset()`` before every test, so
 queued replies and recorded requests never leak between tests.

@@ -90,12 +90,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except DragomanError as err:
         metrics.ERRORS.labels(err.type).inc()
         return error_response(request, err)
-    except web.HTTPRequestEntityTooLarge as e:
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[CONFIG].server.max_body_bytes
         return error_response(
             request,
-            RequestTooLargeError(
-                f"request body is larger than the configured limit of {e.max_size} bytes"
-            ),
+            RequestTooLargeError(f"request body is larger than the limit of {limit} bytes"),
         )
     except web.HTTPException as e:
         if e.status == 404:
