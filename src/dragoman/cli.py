@@ -139,9 +139,7 @@ async def _serve(cfg: Config, require_healthy: bool) -> int:
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
-    await runner.cleanup()
-    if accountant is not None:
-        await accountant.close()
+    await runner.cleanup()  # closes the engine and the accountant (app.on_cleanup)
     return 0
 
 
@@ -172,24 +170,50 @@ def route(config: str | None, dialect: str, request: Any) -> None:
     except DragomanError as e:
         raise click.ClickException(f"{e.status} {e.type}: {e.message}") from None
     r = d.route
+    from .routing.rules import wants_thinking
+    from .tokens import estimate_anthropic_request_tokens, estimate_openai_request_tokens
+
+    est = (
+        estimate_anthropic_request_tokens(body)
+        if dialect == "anthropic"
+        else estimate_openai_request_tokens(body)
+    )
     click.echo(f"request model: {body.get('model')!r} ({dialect} dialect)")
+    click.echo(
+        f"request:     ~{est} input tokens, thinking "
+        f"{'yes' if wants_thinking(dialect, body) else 'no'}, images "
+        f"{'yes' if d.has_images else 'no'}, stream {'yes' if body.get('stream') else 'no'}"
+    )
+    if not cfg.routing.rules:
+        click.echo("rules:       none configured")
     for why in d.reasons:
         click.echo(f"  because: {why}")
     click.echo(f"model:       {r.name}")
-    if d.has_images:
-        click.echo("images:      yes")
     click.echo(f"strategy:    {r.config.strategy}")
     for dep in r.deployments:
         kind = dep.provider.kind
         path = "pass-through" if kind == dialect else f"translated {dialect} -> {kind}"
+        hints = "".join(
+            f", {k} {v}" for k, v in (("rpm", dep.rpm), ("tpm", dep.tpm)) if v is not None
+        )
         click.echo(
             f"deployment:  {dep.name}: provider {dep.provider.name} ({kind}), upstream model "
-            f"{dep.upstream_model!r}, weight {dep.weight:g}, {path}"
+            f"{dep.upstream_model!r}, weight {dep.weight:g}{hints}, {path}"
         )
+    rc = cfg.routing.retries
+    click.echo(
+        f"retries:     up to {rc.max_retries} (backoff {rc.base_delay:g}s base, "
+        f"{rc.max_delay:g}s cap, full jitter) on {', '.join(map(str, rc.retry_on))}"
+    )
     if r.config.fallbacks:
         click.echo(f"fallbacks:   {', '.join(r.config.fallbacks)}")
     if r.config.context_window_fallbacks:
         click.echo(f"on context overflow: {', '.join(r.config.context_window_fallbacks)}")
+    if r.config.content_policy_fallbacks:
+        click.echo(f"on refusal:  {', '.join(r.config.content_policy_fallbacks)}")
+    if not r.vision:
+        vm = r.config.vision_model
+        click.echo(f"images:      {'-> ' + vm if vm else 'refused (vision: false)'}")
 
 
 def _guess_dialect(body: Any) -> str:

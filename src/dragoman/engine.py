@@ -15,6 +15,7 @@ keeps the books. A request goes through:
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import random
 import time
@@ -28,10 +29,10 @@ import orjson
 from .accounting.usage import Usage
 from .config import Config
 from .errors import (
+    STATUS_BY_TYPE,
     DragomanError,
     InvalidRequestError,
     OverloadedError,
-    RateLimitError,
 )
 from .protocols import anthropic as pa
 from .protocols import openai as po
@@ -39,7 +40,14 @@ from .protocols.sse import SSEParser, anthropic_frame, openai_frame
 from .providers import Provider, UpstreamReply, UpstreamStream, make_provider
 from .providers.anthropic import AnthropicProvider
 from .providers.openai import OpenAIProvider
-from .routing.deployments import Deployment, Health, choose
+from .routing.deployments import (
+    COOLING_ERRORS,
+    CoolingOverloadedError,
+    CoolingRateLimitError,
+    Deployment,
+    Health,
+    choose,
+)
 from .routing.models import ModelMap, ModelRoute
 from .routing.rules import Decision, decide
 from .tokens import (
@@ -55,6 +63,7 @@ from .translate.completions import (
 from .translate.context import ResponseContext, Target
 from .translate.errors import (
     anthropic_upstream_error,
+    openai_stream_error_to_error,
     openai_upstream_error,
 )
 from .translate.names import strip_synthetic_thinking
@@ -310,15 +319,25 @@ class Engine:
         queue = [first]
         tried: set[str] = set()
         last: DragomanError | None = None
+        images = call.decision is not None and call.decision.has_images
         while queue:
             route = queue.pop(0)
+            if images and not route.vision:
+                # a fallback must not forward images to a text-only model
+                vm = route.config.vision_model
+                vroute = self.models.get(vm) if vm else None
+                if vroute is None or not vroute.vision:
+                    log.info("fallback %s skipped: the request carries images", route.name)
+                    continue
+                route = vroute
             if route.name in tried:
                 continue
             tried.add(route.name)
             try:
                 return await self._try_model(call, route)
             except DragomanError as err:
-                if err.upstream_status is None and not err.connection_error:
+                cooling = isinstance(err, COOLING_ERRORS)
+                if err.upstream_status is None and not err.connection_error and not cooling:
                     raise  # our own refusal (validation, budget, vision): no fallback helps
                 last = err
                 names = route.config.fallbacks
@@ -336,36 +355,58 @@ class Engine:
                         [r.name for r in nxt],
                     )
                 queue = nxt + queue
-        assert last is not None
+        if last is None:  # every candidate was skipped (images and no vision route)
+            raise InvalidRequestError(
+                f"model {first.name!r} cannot take images and no fallback can", param="messages"
+            )
         raise last
 
     async def _try_model(self, call: Call, route: ModelRoute) -> Result:
+        """Attempts on one model's deployments: retries with backoff, each maybe elsewhere."""
         retries = 0
         tried: set[int] = set()
+        failed: Deployment | None = None
+        strategy = route.config.strategy
         while True:
-            dep = choose(route.deployments, route.config.strategy, self.clock(), tried, self.rng)
+            dep = choose(route.deployments, strategy, self.clock(), tried, self.rng)
             if dep is None:
-                raise self._all_cooling(route)
+                if failed is None:
+                    raise self._all_cooling(route)
+                # every deployment is cooling down, the last one because of this very request:
+                # the backoff before this retry already honoured its retry-after; try it again
+                dep = failed
             call.attempts += 1
             try:
                 return await self._attempt(call, route, dep)
             except DragomanError as err:
                 if err.upstream_status is None and not err.connection_error:
                     raise
-                self.health.failure(dep, err.upstream_status or 529, err.message, err.retry_after)
-                if retries >= self.retry.max_retries or not self._retryable(err):
+                retryable = self._retryable(err)
+                if retryable or err.upstream_status in (401, 403):
+                    # client mistakes (400, 404, 413, 422, refusals) say nothing about its health
+                    self.health.failure(dep, err.upstream_status, err.message, err.retry_after)
+                if retries >= self.retry.max_retries or not retryable:
                     raise
-                delay = self._backoff(retries, err.retry_after)
-                retries += 1
                 tried.add(id(dep))
+                failed = dep
+                now = self.clock()
+                elsewhere = any(
+                    id(d) not in tried and not d.cooling(now) for d in route.deployments
+                )
+                # a retry-after speaks for the deployment that sent it, not for the others
+                retry_after = None if elsewhere else err.retry_after
+                if retry_after is not None and retry_after > self.retry.max_delay:
+                    raise  # the upstream wants more than we may wait: the caller gets retry-after
+                delay = self._backoff(retries, retry_after)
+                retries += 1
                 log.info(
-                    "retry %d/%d of %s on %s in %.2fs after %s",
+                    "retry %d/%d of %s after %s on %s, in %.2fs",
                     retries,
                     self.retry.max_retries,
                     route.name,
+                    err.upstream_status or "connection error",
                     dep.name,
                     delay,
-                    err.upstream_status or "connection error",
                 )
                 await self.sleep(delay)
 
@@ -375,7 +416,9 @@ class Engine:
         return err.upstream_status in self.retry.retry_on
 
     def _backoff(self, retry: int, retry_after: float | None) -> float:
-        """Exponential backoff with full jitter; an upstream's retry-after wins (capped)."""
+        """Delay before retry number ``retry`` (0-based): an upstream's retry-after when given
+        (capped at ``max_delay``), else exponential backoff with full jitter:
+        ``uniform(0, min(max_delay, base_delay * 2**retry))``."""
         cap = self.retry.max_delay
         if retry_after is not None and retry_after >= 0:
             return min(retry_after, cap)
@@ -389,9 +432,9 @@ class Engine:
         msg = f"every deployment of model {route.name!r} is cooling down; retry in {wait:.1f}s"
         err: DragomanError
         if statuses == {"429"}:
-            err = RateLimitError(msg, retry_after=wait)
+            err = CoolingRateLimitError(msg, retry_after=wait)
         else:
-            err = OverloadedError(msg, retry_after=wait)
+            err = CoolingOverloadedError(msg, retry_after=wait)
         err.headers["retry-after"] = str(max(1, int(wait + 0.999)))
         return err
 
@@ -474,6 +517,10 @@ class Engine:
                 except BaseException:
                     up.close()
                     raise
+                early = _stream_error(prov.kind, first)
+                if early is not None:  # an error event before anything reached the client
+                    up.close()
+                    raise early
                 ttfb = time.perf_counter() - t0
                 self.health.success(dep, ttfb)
                 call.route, call.deployment = route, dep
@@ -490,9 +537,9 @@ class Engine:
             call.route, call.deployment = route, dep
             body, usage, refusal = self._finish(call, prep, rep.body)
             if refusal and route.config.content_policy_fallbacks:
-                err = InvalidRequestError(f"model {route.name!r} refused the request")
-                err.upstream_status = 200
-                raise err
+                refused = InvalidRequestError(f"model {route.name!r} refused the request")
+                refused.upstream_status = 200
+                raise refused
             call.ttft = time.perf_counter() - call.started
             await self._settle(call, usage, 200, None)
             return Result(200, self._headers(call, route, dep, stream=False), body=body)
@@ -839,18 +886,54 @@ async def _post_abs(prov: Provider, url: str, body: dict[str, Any]) -> UpstreamR
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms``, or ``retry-after`` (seconds or an HTTP date)."""
     ms = headers.get("retry-after-ms")
     if ms:
         try:
-            return float(ms) / 1000
+            return max(float(ms) / 1000, 0.0)
         except ValueError:
             pass
     s = headers.get("retry-after")
     if s:
         try:
-            return float(s)
+            return max(float(s), 0.0)
         except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(s)
+            except (TypeError, ValueError):
+                return None
+            return max(when.timestamp() - time.time(), 0.0)
+    return None
+
+
+def _stream_error(kind: str, first: bytes) -> DragomanError | None:
+    """The typed error when an upstream's first stream chunk carries an error event."""
+    if b"error" not in first:
+        return None
+    for ev in SSEParser().feed(first):
+        if not ev.data or ev.data == "[DONE]":
+            continue
+        try:
+            obj = orjson.loads(ev.data)
+        except orjson.JSONDecodeError:
             return None
+        if not isinstance(obj, dict):
+            continue
+        err: DragomanError
+        if kind == ANTHROPIC:
+            if ev.event != "error" and obj.get("type") != "error":
+                continue
+            e = obj.get("error")
+            if not isinstance(e, dict):
+                e = {}
+            status = STATUS_BY_TYPE.get(str(e.get("type")), 500)
+            err = anthropic_upstream_error(status, ev.data.encode(), {})
+        else:
+            if "error" not in obj or "choices" in obj:
+                continue
+            err = openai_stream_error_to_error(obj)
+        err.upstream_status = err.status
+        return err
     return None
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from .config import Config, load_config, load_config_dict
+from .config import Config, ConfigError, load_config, load_config_dict
 from .engine import Engine, Result
 from .errors import error_for
 from .protocols.sse import SSEParser
@@ -30,9 +30,10 @@ from .protocols.sse import SSEParser
 class Gateway:
     """Owns an engine (and, for the sync API, a private event loop thread)."""
 
-    def __init__(self, config: Config, *, engine: Engine | None = None) -> None:
+    def __init__(self, config: Config, *, engine: Engine | None = None, **engine_kw: Any) -> None:
+        """``engine_kw`` go to ``Engine`` (e.g. ``sleep=``, ``clock=``, ``rng=`` in tests)."""
         self.config = config
-        self.engine = engine or Engine(config)
+        self.engine = engine or Engine(config, **engine_kw)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -52,9 +53,11 @@ class Gateway:
         """From the framework seed's JSON objects.
 
         providers: ``{"name": "anthropic", "provider_type": "anthropic",
-        "provider_config": {"api_key": "...", "api_base": "https://api.anthropic.com"}}``
-        models: ``{"name": "claude", "provider": "anthropic", "model": "claude-sonnet-4-5",
-        "max_tokens": 8192, "context_window": 200000}``
+        "provider_config": {"api_key": "...", "api_base": "https://api.anthropic.com/v1"}}``
+        (an Anthropic ``api_base`` may or may not end in ``/v1``)
+        models: ``{"name": "claude", "provider_name": "anthropic", "model": "claude-sonnet-4-5",
+        "max_tokens": 8192, "context_window": 200000}`` (``provider`` works too; ``model``
+        defaults to ``name``). ``extra`` are further top-level config sections (``routing``...).
         """
         data: dict[str, Any] = {"providers": {}, "models": {}, "store": {"enabled": False}}
         for p in providers:
@@ -63,21 +66,28 @@ class Gateway:
             default_base = (
                 "https://api.anthropic.com" if kind == "anthropic" else "https://api.openai.com/v1"
             )
+            base = str(pc.get("api_base") or pc.get("base_url") or default_base).rstrip("/")
+            if kind == "anthropic" and base.endswith("/v1"):
+                base = base[: -len("/v1")]  # our Anthropic paths start with /v1
             data["providers"][p["name"]] = {
                 "kind": "anthropic" if kind == "anthropic" else "openai",
-                "base_url": pc.get("api_base") or pc.get("base_url") or default_base,
+                "base_url": base,
                 "api_key": pc.get("api_key"),
                 **({"flavor": pc["flavor"]} if "flavor" in pc else {}),
             }
         for m in models:
-            entry: dict[str, Any] = {"provider": m["provider"], "model": m.get("model")}
+            prov = m.get("provider") or m.get("provider_name")
+            if not prov:
+                raise ConfigError(f"model {m.get('name')!r}: needs 'provider_name' (or 'provider')")
+            entry: dict[str, Any] = {"provider": prov, "model": m.get("model")}
             if m.get("max_tokens") or m.get("max_output_tokens"):
                 entry["max_output_tokens"] = m.get("max_output_tokens") or m.get("max_tokens")
             if m.get("context_window"):
                 entry["context_window"] = m["context_window"]
             data["models"][m["name"]] = entry
+        engine_kw = {k: extra.pop(k) for k in ("sleep", "clock", "rng", "engine") if k in extra}
         data.update(extra)
-        return cls(load_config_dict(data))
+        return cls(load_config_dict(data, source="<objects>"), **engine_kw)
 
     # -- models ------------------------------------------------------------------------------
 

@@ -97,7 +97,14 @@ class Stack:
         return self.server.app[ENGINE]
 
 
-def start_stack(overrides: dict[str, Any] | None = None) -> Stack:
+def start_stack(
+    overrides: dict[str, Any] | None = None,
+    *,
+    store: bool = False,
+    extra_models: dict[str, Any] | None = None,
+) -> Stack:
+    """Fakes + a dragoman server. ``overrides`` replace whole config sections; ``extra_models``
+    are added to the standard models; ``store=True`` opens the configured store (Accountant)."""
     anth = FakeAnthropic().start()
     vllm = FakeOpenAI("vllm").start()
     oai = FakeOpenAI("openai").start()
@@ -105,10 +112,15 @@ def start_stack(overrides: dict[str, Any] | None = None) -> Stack:
     cfg = base_config(anth, vllm, oai, ollama)
     for k, v in (overrides or {}).items():
         cfg[k] = v
+    cfg["models"] = {**cfg["models"], **(extra_models or {})}
     config = load_config_dict(cfg)
 
     async def make_app() -> Any:
-        return create_app(config)
+        if not store:
+            return create_app(config)
+        from dragoman.accounting import Accountant
+
+        return create_app(config, accountant=await Accountant.create(config))
 
     server = ServerThread(make_app, shutdown_timeout=0.5).start()
     return Stack(server.url, anth, vllm, oai, ollama, server)

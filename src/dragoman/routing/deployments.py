@@ -9,7 +9,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..config import CooldownConfig, DeploymentConfig, Prices
+from ..errors import OverloadedError, RateLimitError
 from ..providers import Provider
+
+
+class CoolingRateLimitError(RateLimitError):
+    """Every deployment of a model is cooling down after 429s (answered as 429 + retry-after)."""
+
+
+class CoolingOverloadedError(OverloadedError):
+    """Every deployment of a model is cooling down (answered as 529 + retry-after)."""
+
+
+#: errors that mean "this model cannot be tried right now": a fallback model may still help
+COOLING_ERRORS = (CoolingRateLimitError, CoolingOverloadedError)
 
 
 @dataclass(eq=False)
@@ -74,10 +87,19 @@ class Health:
         if ttfb is not None:
             d.latency_ewma = ttfb if d.latency_ewma is None else 0.8 * d.latency_ewma + 0.2 * ttfb
         d.failures.clear()
+        d.cooldown_until = 0.0  # it answered: whatever cooled it down is over
 
-    def failure(self, d: Deployment, status: int, message: str, retry_after: float | None) -> None:
+    def failure(
+        self, d: Deployment, status: int | None, message: str, retry_after: float | None
+    ) -> None:
+        """Record a failure; ``status`` None means the connection failed (no HTTP status).
+
+        A 429/529 cools the deployment down at once (for the upstream's retry-after when that
+        is longer than the configured cooldown); other failures (connection errors, 5xx...)
+        cool it down when ``allowed_fails`` of them fall within ``window`` seconds.
+        """
         now = self.clock()
-        d.last_error = f"{status}: {message[:200]}"
+        d.last_error = f"{status if status is not None else 'connection'}: {message[:200]}"
         window = self.cfg.window
         d.failures.append(now)
         while d.failures and d.failures[0] < now - window:

@@ -129,17 +129,24 @@ def decide(
         decision = Decision(route, [why])
     decision.has_images = images
     if images and not decision.route.vision:
+        name = decision.route.name
+        asked = f" (requested as {requested!r})" if requested and requested != name else ""
         vm = decision.route.config.vision_model
-        if vm:
-            decision.reasons.append(
-                f"request carries images and {decision.route.name!r} has vision: false "
-                f"-> vision_model {vm!r}"
-            )
-            decision.route = models.get(vm)
-        else:
+        if not vm:
             raise InvalidRequestError(
-                f"model {decision.route.name!r} cannot take images (vision: false) and has no "
+                f"model {name!r}{asked} cannot take images (vision: false) and has no "
                 "vision_model configured; remove the images or choose a vision model",
                 param="messages",
             )
+        target = models.get(vm)
+        if not target.vision:
+            raise InvalidRequestError(
+                f"model {name!r}{asked} cannot take images, and its vision_model {vm!r} "
+                "cannot either (vision: false)",
+                param="messages",
+            )
+        decision.reasons.append(
+            f"request carries images and {name!r} has vision: false -> vision_model {vm!r}"
+        )
+        decision.route = target
     return decision

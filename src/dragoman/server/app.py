@@ -311,6 +311,8 @@ def create_app(
 
     async def _close(app: web.Application) -> None:
         await app[ENGINE].close()
+        if app[ACCOUNTANT] is not None:
+            await app[ACCOUNTANT].close()  # flushes the usage rows still queued
 
     app.on_cleanup.append(_close)
     return app

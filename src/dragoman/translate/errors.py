@@ -151,6 +151,18 @@ _OPENAI_TYPE_MAP = {
 }
 
 
+_SPECIFIC_TYPES = frozenset(
+    {
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "rate_limit_error",
+        "overloaded_error",
+        "timeout_error",
+    }
+)
+
+
 def _status_to_anthropic(status: int) -> tuple[int, str]:
     if status in (400, 422):
         return 400, "invalid_request_error"
@@ -171,6 +183,12 @@ def openai_upstream_error(status: int, body: bytes, headers: Mapping[str, str]) 
     otype = err.get("type")
     code = err.get("code")
     a_status, a_type = _status_to_anthropic(status)
+    # the error type first, the status second: a specific type names the problem even when a
+    # proxy or odd server picks another status (generic types defer to the status)
+    specific = _OPENAI_TYPE_MAP.get(otype.lower()) if isinstance(otype, str) else None
+    if specific in _SPECIFIC_TYPES and specific != a_type:
+        a_type = specific
+        a_status = STATUS_BY_TYPE[specific]
     if otype == "insufficient_quota" or code == "insufficient_quota":
         a_status, a_type = 402, "billing_error"
     if status in (400, 413, 422) or code == "context_length_exceeded":

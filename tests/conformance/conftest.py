@@ -1,0 +1,22 @@
+"""One dragoman stack (server + four fakes) per test module, reset before every test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.harness import Stack, start_stack, stop_stack
+
+
+@pytest.fixture(scope="module")
+def _cf_stack() -> Iterator[Stack]:
+    s = start_stack()
+    yield s
+    stop_stack(s)
+
+
+@pytest.fixture
+def stack(_cf_stack: Stack) -> Stack:
+    _cf_stack.reset()
+    return _cf_stack
