@@ -876,7 +876,7 @@ async def _guard(aw: Awaitable[Any]) -> Any:
         raise
 
 
-async def _post_abs(prov: Provider, url: str, body: dict[str, Any]) -> UpstreamReply:
+async def _post_abs(prov: OpenAIProvider, url: str, body: dict[str, Any]) -> UpstreamReply:
     resp = await prov._open("POST", url, orjson.dumps(body), prov.headers_for(None))
     try:
         data = await resp.read()

@@ -10,17 +10,16 @@ plus ``gpt-4.1`` on the api.openai.com-strict fake and ``llama`` on the Ollama f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import anthropic
 import openai
+from tests.fakes import FakeAnthropic, FakeOpenAI
+from tests.support.servers import ServerThread
 
 from dragoman.config import load_config_dict
 from dragoman.server.app import create_app
-from tests.fakes import FakeAnthropic, FakeOpenAI
-from tests.support.servers import ServerThread
 
 KEY = "dg-test-key"
 
@@ -122,7 +121,8 @@ def start_stack(
 
         return create_app(config, accountant=await Accountant.create(config))
 
-    server = ServerThread(make_app, shutdown_timeout=0.5).start()
+    # as `dragoman serve` runs it: handlers are cancelled when their client disconnects
+    server = ServerThread(make_app, shutdown_timeout=0.5, handler_cancellation=True).start()
     return Stack(server.url, anth, vllm, oai, ollama, server)
 
 
@@ -130,5 +130,3 @@ def stop_stack(s: Stack) -> None:
     s.server.stop()
     for f in (s.anthropic_fake, s.vllm, s.oai, s.ollama):
         f.stop()
-
-

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.e2e.harness import KEY, Stack, start_stack, stop_stack
 from tests.fakes import ChatReply, FakeOpenAI, Reply, text_block
 from tests.support import http
@@ -88,7 +87,9 @@ def drop_schema(name: str) -> None:
     _in_thread(drop)
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('db')}/dragoman.db"
@@ -157,19 +158,29 @@ def test_usage_row_matches_upstream(
 ) -> None:
     if upstream == "anthropic":
         st.anthropic_fake.enqueue(
-            Reply(content=[text_block("hello there " * 5)],
-                  usage={"input_tokens": 321, "output_tokens": 45, "cache_read_input_tokens": 100})
+            Reply(
+                content=[text_block("hello there " * 5)],
+                usage={"input_tokens": 321, "output_tokens": 45, "cache_read_input_tokens": 100},
+            )
         )
         exp = (321, 45, 100)
     else:
         st.vllm.enqueue(
-            ChatReply(content="hello there " * 5,
-                      usage={"prompt_tokens": 321, "completion_tokens": 45,
-                             "prompt_tokens_details": {"cached_tokens": 100}})
+            ChatReply(
+                content="hello there " * 5,
+                usage={
+                    "prompt_tokens": 321,
+                    "completion_tokens": 45,
+                    "prompt_tokens_details": {"cached_tokens": 100},
+                },
+            )
         )
         exp = (221, 45, 100)  # OpenAI prompt_tokens include the cached ones
-    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "hi"}],
-                            "stream": stream}
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": stream,
+    }
     if path == "/v1/messages":
         body["max_tokens"] = 100
     r = http.post(st.url + path, body, {"x-api-key": KEY, "anthropic-version": "2023-06-01"})
@@ -186,10 +197,16 @@ def test_usage_row_matches_upstream(
 
 def test_cut_stream_is_charged_for_what_was_delivered(st: Stack) -> None:
     st.vllm.enqueue(ChatReply(content="word " * 200, cut_after=30))
-    r = http.post(st.url + "/v1/messages",
-                  {"model": "coder", "max_tokens": 500, "stream": True,
-                   "messages": [{"role": "user", "content": "hi"}]},
-                  {"x-api-key": KEY})
+    r = http.post(
+        st.url + "/v1/messages",
+        {
+            "model": "coder",
+            "max_tokens": 500,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        {"x-api-key": KEY},
+    )
     assert r.status == 200
     row = _row(st, r.headers["x-request-id"])
     assert row.output_tokens > 0 and row.cost > 0
@@ -198,26 +215,36 @@ def test_cut_stream_is_charged_for_what_was_delivered(st: Stack) -> None:
 def test_virtual_keys_admin_api(st: Stack) -> None:
     admin = {"x-api-key": ADMIN}
     assert http.post(st.url + "/admin/keys", {"alias": "x"}, {"x-api-key": KEY}).status == 401
-    r = http.post(st.url + "/admin/keys",
-                  {"alias": "ci", "team": "eng", "models": ["coder"]}, admin)
+    r = http.post(
+        st.url + "/admin/keys", {"alias": "ci", "team": "eng", "models": ["coder"]}, admin
+    )
     assert r.status in (200, 201), r.body
     created = r.json()
     secret, kid = created["key"] if "key" in created else created["secret"], created["id"]
-    ok = http.post(st.url + "/v1/chat/completions",
-                   {"model": "coder", "messages": [{"role": "user", "content": "x"}]},
-                   {"authorization": f"Bearer {secret}"})
+    ok = http.post(
+        st.url + "/v1/chat/completions",
+        {"model": "coder", "messages": [{"role": "user", "content": "x"}]},
+        {"authorization": f"Bearer {secret}"},
+    )
     assert ok.status == 200
-    denied = http.post(st.url + "/v1/messages",
-                       {"model": "claude-sonnet-4-5", "max_tokens": 5,
-                        "messages": [{"role": "user", "content": "x"}]},
-                       {"x-api-key": secret})
+    denied = http.post(
+        st.url + "/v1/messages",
+        {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}],
+        },
+        {"x-api-key": secret},
+    )
     assert denied.status == 403 and denied.json()["error"]["type"] == "permission_error"
     listed = http.get(st.url + "/admin/keys", admin).body
     assert secret.encode() not in listed
     assert http.request("DELETE", st.url + f"/admin/keys/{kid}", headers=admin).status in (200, 204)
-    gone = http.post(st.url + "/v1/chat/completions",
-                     {"model": "coder", "messages": [{"role": "user", "content": "x"}]},
-                     {"authorization": f"Bearer {secret}"})
+    gone = http.post(
+        st.url + "/v1/chat/completions",
+        {"model": "coder", "messages": [{"role": "user", "content": "x"}]},
+        {"authorization": f"Bearer {secret}"},
+    )
     assert gone.status == 401
 
 
@@ -226,8 +253,9 @@ def test_no_plaintext_secrets_at_rest(st: Stack) -> None:
     secret = http.post(st.url + "/admin/keys", {"alias": "dump"}, admin).json()
     secret = secret.get("key") or secret.get("secret")
     provider_key = "sk-provider-" + uuid.uuid4().hex
-    r = http.post(st.url + "/admin/credentials", {"name": "vllm-key", "api_key": provider_key},
-                  admin)
+    r = http.post(
+        st.url + "/admin/credentials", {"name": "vllm-key", "api_key": provider_key}, admin
+    )
     assert r.status in (200, 201), r.body
     _flush(st)
     url: str = st.db_url  # type: ignore[attr-defined]
@@ -241,7 +269,9 @@ def test_no_plaintext_secrets_at_rest(st: Stack) -> None:
         schema = url.split("schema=")[1]
         dump = subprocess.run(
             ["pg_dump", "-h", "127.0.0.1", "-U", "postgres", "-n", schema, "test"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         assert "CREATE TABLE" in dump
     assert "INSERT" in dump or "COPY" in dump
@@ -263,20 +293,27 @@ def test_budget_fits_ten_of_fifty_concurrent(db: str) -> None:
         },
         store=True,
         extra_models={
-            "metered": {"provider": "vllm", "model": "qwen3-coder",
-                        "context_window": 32768, "max_output_tokens": 100},
+            "metered": {
+                "provider": "vllm",
+                "model": "qwen3-coder",
+                "context_window": 32768,
+                "max_output_tokens": 100,
+            },
         },
     )
     try:
         s.vllm.default_reply = ChatReply(content="ok", first_byte_delay=0.05)
-        created = http.post(s.url + "/admin/keys", {"alias": "capped", "budget": 1.0},
-                            {"x-api-key": ADMIN}).json()
+        created = http.post(
+            s.url + "/admin/keys", {"alias": "capped", "budget": 1.0}, {"x-api-key": ADMIN}
+        ).json()
         secret = created.get("key") or created.get("secret")
 
         def one(i: int) -> int:
             path = "/v1/messages" if i % 2 else "/v1/chat/completions"
-            body: dict[str, Any] = {"model": "metered",
-                                    "messages": [{"role": "user", "content": "x"}]}
+            body: dict[str, Any] = {
+                "model": "metered",
+                "messages": [{"role": "user", "content": "x"}],
+            }
             if i % 2:
                 body["max_tokens"] = 10
             r = http.post(s.url + path, body, {"x-api-key": secret}, timeout=30)
@@ -292,8 +329,11 @@ def test_budget_fits_ten_of_fifty_concurrent(db: str) -> None:
         assert statuses.count(200) <= 10 and statuses.count(200) >= 1
         assert set(statuses) <= {200, 402}
         _flush(s)
-        spent = query(url, "SELECT COALESCE(SUM(amount_final), 0) FROM ledger "
-                           "WHERE status = 'confirmed' AND model = 'metered'")[0][0]
+        spent = query(
+            url,
+            "SELECT COALESCE(SUM(amount_final), 0) FROM ledger "
+            "WHERE status = 'confirmed' AND model = 'metered'",
+        )[0][0]
         assert spent <= 1.0 + 1e-9
         assert spent == pytest.approx(0.1 * statuses.count(200))
     finally:
@@ -314,7 +354,9 @@ def _start_server(cfg: Path, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DRAGOMAN_LOG_LEVEL": "WARNING", "DRAGOMAN_MASTER_KEY": MASTER}
     proc = subprocess.Popen(
         [sys.executable, "-m", "dragoman", "serve", "--config", str(cfg), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -336,7 +378,8 @@ def test_sigkill_leaves_no_pending_hold(db: str, tmp_path: Path) -> None:
         cfg = tmp_path / "crash.yaml"
         cfg.write_text(
             f"auth: {{keys: ['{KEY}']}}\n"
-            f"providers:\n  vllm: {{kind: openai, base_url: '{up.base_url}', api_key: '{up.api_key}'}}\n"
+            "providers:\n"
+            f"  vllm: {{kind: openai, base_url: '{up.base_url}', api_key: '{up.api_key}'}}\n"
             "models:\n  coder: {provider: vllm, model: qwen3-coder, context_window: 32768}\n"
             f"store: {{url: '{url}', flush_interval: 0.05}}\n"
             "accounting:\n  prices: {coder: {input: 1.0, output: 2.0}}\n"
@@ -347,17 +390,23 @@ def test_sigkill_leaves_no_pending_hold(db: str, tmp_path: Path) -> None:
         try:
             # a few requests complete, then several hang on a slow upstream
             for _ in range(3):
-                r = http.post(f"http://127.0.0.1:{port}/v1/chat/completions",
-                              {"model": "coder", "messages": [{"role": "user", "content": "x"}]},
-                              {"x-api-key": KEY})
+                r = http.post(
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    {"model": "coder", "messages": [{"role": "user", "content": "x"}]},
+                    {"x-api-key": KEY},
+                )
                 assert r.status == 200
             up.default_reply = ChatReply(content="late", first_byte_delay=30)
             threads = [
                 threading.Thread(
-                    target=lambda: _swallow(lambda: http.post(
-                        f"http://127.0.0.1:{port}/v1/chat/completions",
-                        {"model": "coder", "messages": [{"role": "user", "content": "y"}]},
-                        {"x-api-key": KEY}, timeout=10)),
+                    target=lambda: _swallow(
+                        lambda: http.post(
+                            f"http://127.0.0.1:{port}/v1/chat/completions",
+                            {"model": "coder", "messages": [{"role": "user", "content": "y"}]},
+                            {"x-api-key": KEY},
+                            timeout=10,
+                        )
+                    ),
                     daemon=True,
                 )
                 for _ in range(5)
@@ -378,8 +427,9 @@ def test_sigkill_leaves_no_pending_hold(db: str, tmp_path: Path) -> None:
             counts = dict((r[0], r[1]) for r in rows)
             assert counts.get("pending", 0) == 0
             assert counts.get("cancelled", 0) == 5
-            confirmed = query(url, "SELECT COALESCE(SUM(amount_final), 0) FROM ledger "
-                                   "WHERE status = 'confirmed'")[0][0]
+            confirmed = query(
+                url, "SELECT COALESCE(SUM(amount_final), 0) FROM ledger WHERE status = 'confirmed'"
+            )[0][0]
             spent, reserved = query(url, "SELECT SUM(spent), SUM(reserved) FROM budget_counters")[0]
             assert reserved == pytest.approx(0.0)
             assert spent == pytest.approx(confirmed)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tests.e2e.harness import KEY, Stack
+from tests.support import http
 
 from dragoman.cli import main, model_table
 from dragoman.config import ConfigError, config_from_env, load_config
-from tests.e2e.harness import KEY, Stack
-from tests.support import http
 
 A_HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
 
@@ -165,14 +165,27 @@ def test_serve_subprocess_and_require_healthy(tmp_path: Path, stack: Stack) -> N
     )
     env = {**os.environ, "DRAGOMAN_LOG_LEVEL": "WARNING"}
     bad = subprocess.run(
-        [sys.executable, "-m", "dragoman", "serve", "--config", str(f), "--port", str(port),
-         "--require-healthy"],
-        capture_output=True, env=env, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "dragoman",
+            "serve",
+            "--config",
+            str(f),
+            "--port",
+            str(port),
+            "--require-healthy",
+        ],
+        capture_output=True,
+        env=env,
+        timeout=30,
     )
     assert bad.returncode == 1 and b"down" in bad.stderr
     proc = subprocess.Popen(
         [sys.executable, "-m", "dragoman", "serve", "--config", str(f), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     try:
         _wait_port(port, proc)

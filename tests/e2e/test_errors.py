@@ -5,7 +5,6 @@ from __future__ import annotations
 import anthropic
 import openai
 import pytest
-
 from tests.e2e.harness import KEY, Stack
 from tests.fakes import ErrorReply, OpenAIErrorReply
 from tests.support import http
@@ -73,7 +72,9 @@ def test_openai_missing_fields_and_roles(stack: Stack, body: dict, field: str) -
 def test_sdk_bad_request_classes(stack: Stack) -> None:
     with pytest.raises(anthropic.BadRequestError):
         stack.anthropic().messages.create(
-            model="coder", max_tokens=10, messages=[{"role": "robot", "content": "x"}]  # type: ignore[list-item]
+            model="coder",
+            max_tokens=10,
+            messages=[{"role": "robot", "content": "x"}],  # type: ignore[list-item]
         )
     with pytest.raises(openai.BadRequestError):
         stack.openai().chat.completions.create(model="coder", messages=[])
@@ -132,8 +133,7 @@ def test_openai_upstream_errors(
     stack: Stack, status: int, a_status: int, a_type: str, o_status: int
 ) -> None:
     headers = {"retry-after": "7"} if status == 429 else {}
-    stack.vllm.enqueue(OpenAIErrorReply(status=status, message="upstream says no",
-                                        headers=headers))
+    stack.vllm.enqueue(OpenAIErrorReply(status=status, message="upstream says no", headers=headers))
     r = http.post(stack.url + "/v1/messages", MSG, A_HEADERS)
     assert r.status == a_status
     err = a_err(r)
@@ -150,14 +150,16 @@ def test_openai_upstream_errors(
 
 @pytest.mark.parametrize(
     ("status", "etype", "o_status"),
-    [(429, "rate_limit_error", 429), (529, "overloaded_error", 503), (500, "api_error", 500),
-     (400, "invalid_request_error", 400)],
+    [
+        (429, "rate_limit_error", 429),
+        (529, "overloaded_error", 503),
+        (500, "api_error", 500),
+        (400, "invalid_request_error", 400),
+    ],
 )
 def test_anthropic_upstream_errors(stack: Stack, status: int, etype: str, o_status: int) -> None:
     stack.anthropic_fake.enqueue(ErrorReply(status=status, type=etype, message="nope nope"))
-    r = http.post(
-        stack.url + "/v1/messages", {**MSG, "model": "claude-sonnet-4-5"}, A_HEADERS
-    )
+    r = http.post(stack.url + "/v1/messages", {**MSG, "model": "claude-sonnet-4-5"}, A_HEADERS)
     assert r.status == status and a_err(r)["type"] == etype  # pass-through keeps the envelope
     stack.reset()
     stack.anthropic_fake.enqueue(ErrorReply(status=status, type=etype, message="nope nope"))

@@ -7,10 +7,8 @@ import json
 
 import anthropic
 import pytest
-
-from tests.fakes import ChatReply, Reply, text_block, thinking_block, tool_use_block
-
 from tests.e2e.harness import Stack
+from tests.fakes import ChatReply, Reply, text_block, thinking_block, tool_use_block
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32).decode()
 
@@ -45,15 +43,23 @@ def test_a2a_passthrough_keeps_everything_but_the_model(stack: Stack) -> None:
                 "role": "assistant",
                 "content": [
                     {"type": "thinking", "thinking": "use the tool", "signature": sig},
-                    {"type": "tool_use", "id": "toolu_01", "name": "get_weather",
-                     "input": {"city": "Paris"}},
+                    {
+                        "type": "tool_use",
+                        "id": "toolu_01",
+                        "name": "get_weather",
+                        "input": {"city": "Paris"},
+                    },
                 ],
             },
             {
                 "role": "user",
                 "content": [
-                    {"type": "tool_result", "tool_use_id": "toolu_01", "content": "18C",
-                     "cache_control": {"type": "ephemeral"}},
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_01",
+                        "content": "18C",
+                        "cache_control": {"type": "ephemeral"},
+                    },
                 ],
             },
         ],
@@ -93,8 +99,11 @@ def test_a2o_tools_images_thinking(stack: Stack) -> None:
             content="Let me check.",
             reasoning="The user wants weather; call the tool.",
             tool_calls=[("call_1", "get_weather", {"city": "Paris"})],
-            usage={"prompt_tokens": 120, "completion_tokens": 30,
-                   "prompt_tokens_details": {"cached_tokens": 20}},
+            usage={
+                "prompt_tokens": 120,
+                "completion_tokens": 30,
+                "prompt_tokens_details": {"cached_tokens": 20},
+            },
         )
     )
     msg = stack.anthropic().messages.create(
@@ -106,8 +115,10 @@ def test_a2o_tools_images_thinking(stack: Stack) -> None:
                 "role": "user",
                 "content": [
                     {"type": "text", "text": "What is in this picture, and the weather?"},
-                    {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                                 "data": PNG}},
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": PNG},
+                    },
                 ],
             }
         ],
@@ -147,19 +158,34 @@ def test_a2o_tool_loop_with_thinking_round_trip(stack: Stack) -> None:
                 "content": [
                     {"type": "thinking", "thinking": "Call the tool.", "signature": "sig"},
                     {"type": "text", "text": "Checking."},
-                    {"type": "tool_use", "id": "toolu_01", "name": "get_weather",
-                     "input": {"city": "Paris"}},
-                    {"type": "tool_use", "id": "toolu_02", "name": "get_weather",
-                     "input": {"city": "Rome"}},
+                    {
+                        "type": "tool_use",
+                        "id": "toolu_01",
+                        "name": "get_weather",
+                        "input": {"city": "Paris"},
+                    },
+                    {
+                        "type": "tool_use",
+                        "id": "toolu_02",
+                        "name": "get_weather",
+                        "input": {"city": "Rome"},
+                    },
                 ],
             },
             {
                 "role": "user",
                 "content": [
-                    {"type": "tool_result", "tool_use_id": "toolu_01",
-                     "content": [{"type": "text", "text": "18C"}]},
-                    {"type": "tool_result", "tool_use_id": "toolu_02", "content": "boom",
-                     "is_error": True},
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_01",
+                        "content": [{"type": "text", "text": "18C"}],
+                    },
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_02",
+                        "content": "boom",
+                        "is_error": True,
+                    },
                     {"type": "text", "text": "And tomorrow?"},
                 ],
             },
@@ -189,8 +215,12 @@ def test_a2o_structured_output_and_stop_sequence(stack: Stack) -> None:
             "output_config": {
                 "format": {
                     "type": "json_schema",
-                    "schema": {"type": "object", "properties": {"title": {"type": "string"}},
-                               "required": ["title"], "additionalProperties": False},
+                    "schema": {
+                        "type": "object",
+                        "properties": {"title": {"type": "string"}},
+                        "required": ["title"],
+                        "additionalProperties": False,
+                    },
                 }
             }
         },
@@ -215,8 +245,12 @@ def test_a2o_long_tool_names_are_shortened_and_restored(stack: Stack) -> None:
         model="coder",
         max_tokens=100,
         messages=[{"role": "user", "content": "go"}],
-        tools=[{"name": long, "input_schema": {"type": "object",
-                                              "properties": {"x": {"type": "integer"}}}}],
+        tools=[
+            {
+                "name": long,
+                "input_schema": {"type": "object", "properties": {"x": {"type": "integer"}}},
+            }
+        ],
     )
     sent_name = stack.vllm.last_request.body["tools"][0]["function"]["name"]
     assert len(sent_name) <= 64
@@ -260,13 +294,20 @@ def test_o2a_tools_images_structured(stack: Stack) -> None:
         model="claude-sonnet-4-5",
         messages=[
             {"role": "system", "content": "sys"},
-            {"role": "user", "content": [
-                {"type": "text", "text": "weather?"},
-                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
-            ]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "weather?"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+                ],
+            },
         ],
-        tools=[{"type": "function", "function": {"name": "get_weather",
-                                                 "parameters": WEATHER["input_schema"]}}],
+        tools=[
+            {
+                "type": "function",
+                "function": {"name": "get_weather", "parameters": WEATHER["input_schema"]},
+            }
+        ],
         parallel_tool_calls=False,
     )
     ch = resp.choices[0]
@@ -292,13 +333,25 @@ def test_o2a_tool_loop_and_reasoning(stack: Stack) -> None:
         model="claude-sonnet-4-5",
         messages=[
             {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function",
-                 "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                    }
+                ],
+            },
             {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
         ],
-        tools=[{"type": "function", "function": {"name": "get_weather",
-                                                 "parameters": WEATHER["input_schema"]}}],
+        tools=[
+            {
+                "type": "function",
+                "function": {"name": "get_weather", "parameters": WEATHER["input_schema"]},
+            }
+        ],
         max_tokens=4000,
         reasoning_effort="low",
     )
@@ -316,8 +369,13 @@ def test_o2a_structured_output(stack: Stack) -> None:
     resp = stack.openai().chat.completions.create(
         model="claude-sonnet-4-5",
         messages=[{"role": "user", "content": "json"}],
-        response_format={"type": "json_schema", "json_schema": {
-            "name": "x", "schema": {"type": "object", "properties": {"a": {"type": "integer"}}}}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {
+                "name": "x",
+                "schema": {"type": "object", "properties": {"a": {"type": "integer"}}},
+            },
+        },
     )
     assert json.loads(resp.choices[0].message.content) == {"a": 1}
     sent = stack.anthropic_fake.last_request.body

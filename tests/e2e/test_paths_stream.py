@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from tests.e2e.harness import KEY, Stack
-from tests.support import http
 from tests.fakes import ChatReply, RawStream, Reply, text_block, thinking_block, tool_use_block
+from tests.support import http
 
 WEATHER = {
     "name": "get_weather",
@@ -35,12 +34,20 @@ def sse_events(body: bytes) -> list[tuple[str | None, str]]:
 def test_a2a_stream_relayed(stack: Stack) -> None:
     sig = stack.anthropic_fake.issue_signature()
     stack.anthropic_fake.enqueue(
-        Reply(content=[thinking_block("think", sig), text_block("Hello there, friend."),
-                       tool_use_block("get_weather", {"city": "Oslo"})])
+        Reply(
+            content=[
+                thinking_block("think", sig),
+                text_block("Hello there, friend."),
+                tool_use_block("get_weather", {"city": "Oslo"}),
+            ]
+        )
     )
     with stack.anthropic().messages.stream(
-        model="claude-sonnet-4-5", max_tokens=2048, messages=[{"role": "user", "content": "hi"}],
-        tools=[WEATHER], thinking={"type": "enabled", "budget_tokens": 1024},
+        model="claude-sonnet-4-5",
+        max_tokens=2048,
+        messages=[{"role": "user", "content": "hi"}],
+        tools=[WEATHER],
+        thinking={"type": "enabled", "budget_tokens": 1024},
     ) as s:
         final = s.get_final_message()
     assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]
@@ -51,13 +58,20 @@ def test_a2a_stream_relayed(stack: Stack) -> None:
 
 def test_a2o_stream_translated(stack: Stack) -> None:
     stack.vllm.enqueue(
-        ChatReply(content="Let me check the weather.", reasoning="Need the tool.",
-                  tool_calls=[("call_a", "get_weather", {"city": "Paris"}),
-                              ("call_b", "get_weather", {"city": "Rome"})],
-                  usage={"prompt_tokens": 77, "completion_tokens": 21})
+        ChatReply(
+            content="Let me check the weather.",
+            reasoning="Need the tool.",
+            tool_calls=[
+                ("call_a", "get_weather", {"city": "Paris"}),
+                ("call_b", "get_weather", {"city": "Rome"}),
+            ],
+            usage={"prompt_tokens": 77, "completion_tokens": 21},
+        )
     )
     with stack.anthropic().messages.stream(
-        model="coder", max_tokens=1000, messages=[{"role": "user", "content": "weather?"}],
+        model="coder",
+        max_tokens=1000,
+        messages=[{"role": "user", "content": "weather?"}],
         tools=[WEATHER],
     ) as s:
         final = s.get_final_message()
@@ -75,8 +89,13 @@ def test_a2o_stream_replays_vllm_fixture_raw(stack: Stack) -> None:
     r = http.post(
         stack.url + "/v1/messages?beta=true",
         headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
-        body={"model": "coder", "max_tokens": 100, "stream": True, "tools": [WEATHER],
-              "messages": [{"role": "user", "content": "weather?"}]},
+        body={
+            "model": "coder",
+            "max_tokens": 100,
+            "stream": True,
+            "tools": [WEATHER],
+            "messages": [{"role": "user", "content": "weather?"}],
+        },
     )
     assert r.status == 200
     assert r.content_type.startswith("text/event-stream")
@@ -95,8 +114,11 @@ def test_a2o_stream_replays_vllm_fixture_raw(stack: Stack) -> None:
 
 def test_o2o_stream_passthrough_hides_injected_usage(stack: Stack) -> None:
     stack.vllm.enqueue(ChatReply(content="one two three"))
-    chunks = list(stack.openai().chat.completions.create(
-        model="coder", messages=[{"role": "user", "content": "count"}], stream=True))
+    chunks = list(
+        stack.openai().chat.completions.create(
+            model="coder", messages=[{"role": "user", "content": "count"}], stream=True
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "one two three"
     assert all(c.choices for c in chunks)  # the usage chunk we asked for is not shown
@@ -105,33 +127,49 @@ def test_o2o_stream_passthrough_hides_injected_usage(stack: Stack) -> None:
 
 def test_o2o_stream_with_client_usage(stack: Stack) -> None:
     stack.vllm.enqueue(ChatReply(content="hi"))
-    chunks = list(stack.openai().chat.completions.create(
-        model="coder", messages=[{"role": "user", "content": "x"}], stream=True,
-        stream_options={"include_usage": True}))
+    chunks = list(
+        stack.openai().chat.completions.create(
+            model="coder",
+            messages=[{"role": "user", "content": "x"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
 
 
 def test_o2a_stream_translated(stack: Stack) -> None:
     stack.anthropic_fake.enqueue(
-        Reply(content=[text_block("Calling now."), tool_use_block("get_weather", {"city": "Oslo"})],
-              usage={"input_tokens": 40, "output_tokens": 9})
+        Reply(
+            content=[text_block("Calling now."), tool_use_block("get_weather", {"city": "Oslo"})],
+            usage={"input_tokens": 40, "output_tokens": 9},
+        )
     )
     stream = stack.openai().chat.completions.create(
-        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "weather?"}],
-        tools=[{"type": "function", "function": {"name": "get_weather",
-                                                 "parameters": WEATHER["input_schema"]}}],
-        stream=True, stream_options={"include_usage": True},
+        model="claude-sonnet-4-5",
+        messages=[{"role": "user", "content": "weather?"}],
+        tools=[
+            {
+                "type": "function",
+                "function": {"name": "get_weather", "parameters": WEATHER["input_schema"]},
+            }
+        ],
+        stream=True,
+        stream_options={"include_usage": True},
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Calling now."
     args = "".join(
         tc.function.arguments or ""
-        for c in chunks if c.choices
+        for c in chunks
+        if c.choices
         for tc in (c.choices[0].delta.tool_calls or [])
     )
     assert json.loads(args) == {"city": "Oslo"}
-    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finishes == ["tool_calls"]
     assert chunks[-1].usage.prompt_tokens == 40 and chunks[-1].usage.completion_tokens == 9
 
@@ -140,8 +178,9 @@ def test_o2a_stream_translated(stack: Stack) -> None:
 def test_legacy_completions_stream(stack: Stack, model: str) -> None:
     stack.vllm.enqueue(ChatReply(content="four five"))
     stack.anthropic_fake.enqueue(Reply(content=[text_block("four five")]))
-    chunks = list(stack.openai().completions.create(model=model, prompt="x", stream=True,
-                                                    max_tokens=10))
+    chunks = list(
+        stack.openai().completions.create(model=model, prompt="x", stream=True, max_tokens=10)
+    )
     assert "".join(c.choices[0].text for c in chunks if c.choices) == "four five"
 
 
@@ -149,9 +188,12 @@ def test_a2o_midstream_error_becomes_error_event(stack: Stack) -> None:
     stack.vllm.enqueue(ChatReply(content="a long answer " * 10, error_after=4))
     import anthropic
 
-    with pytest.raises(anthropic.APIStatusError) as ei, stack.anthropic().messages.stream(
-        model="coder", max_tokens=100, messages=[{"role": "user", "content": "x"}]
-    ) as s:
+    with (
+        pytest.raises(anthropic.APIStatusError) as ei,
+        stack.anthropic().messages.stream(
+            model="coder", max_tokens=100, messages=[{"role": "user", "content": "x"}]
+        ) as s,
+    ):
         s.get_final_message()
     assert "error" in str(ei.value).lower()
 
@@ -161,8 +203,12 @@ def test_a2o_cut_stream_never_looks_complete(stack: Stack) -> None:
     r = http.post(
         stack.url + "/v1/messages",
         headers={"x-api-key": KEY},
-        body={"model": "coder", "max_tokens": 100, "stream": True,
-              "messages": [{"role": "user", "content": "x"}]},
+        body={
+            "model": "coder",
+            "max_tokens": 100,
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        },
     )
     names = [n for n, _ in sse_events(r.body)]
     assert "message_stop" not in names and names[-1] == "error"
@@ -173,8 +219,12 @@ def test_a2a_cut_stream_gets_error_event(stack: Stack) -> None:
     r = http.post(
         stack.url + "/v1/messages",
         headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
-        body={"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": True,
-              "messages": [{"role": "user", "content": "x"}]},
+        body={
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 100,
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        },
     )
     names = [n for n, _ in sse_events(r.body)]
     assert "message_stop" not in names and names[-1] == "error"
@@ -185,5 +235,66 @@ def test_o2o_cut_stream_raises_in_sdk(stack: Stack) -> None:
 
     stack.vllm.enqueue(ChatReply(content="x " * 50, cut_after=4))
     with pytest.raises(openai.APIError):
-        list(stack.openai().chat.completions.create(
-            model="coder", messages=[{"role": "user", "content": "x"}], stream=True))
+        list(
+            stack.openai().chat.completions.create(
+                model="coder", messages=[{"role": "user", "content": "x"}], stream=True
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("path", "model", "upstream"),
+    [
+        ("/v1/messages", "coder", "vllm"),
+        ("/v1/messages", "claude-sonnet-4-5", "anthropic"),
+        ("/v1/chat/completions", "coder", "vllm"),
+        ("/v1/chat/completions", "claude-sonnet-4-5", "anthropic"),
+    ],
+)
+def test_client_disconnect_closes_upstream_at_once(
+    stack: Stack, path: str, model: str, upstream: str
+) -> None:
+    """The client hangs up after the first bytes of a 10 s stream: the gateway drops the upstream
+    connection straight away (the fake notices at its next write) and frees the deployment."""
+    import socket
+    import time
+
+    if upstream == "vllm":
+        stack.vllm.enqueue(ChatReply(content="tok " * 50, text_chunk=4, event_delay=0.2))
+        fake = stack.vllm
+    else:
+        stack.anthropic_fake.enqueue(
+            Reply(content=[text_block("tok " * 50)], text_chunk=4, event_delay=0.2)
+        )
+        fake = stack.anthropic_fake
+    body = json.dumps(
+        {
+            "model": model,
+            "max_tokens": 500,
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        }
+    ).encode()
+    host, port = stack.url.removeprefix("http://").split(":")
+    s = socket.create_connection((host, int(port)))
+    s.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"x-api-key: {KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    assert b"200" in s.recv(4096).split(b"\r\n")[0]
+    s.close()
+    t0 = time.monotonic()
+    deadline = t0 + 3
+    while time.monotonic() < deadline:
+        if any("client disconnected" in r.notes for r in fake.requests):
+            break
+        time.sleep(0.02)
+    else:
+        raise AssertionError("the upstream stream was not closed after the client left")
+    assert time.monotonic() - t0 < 1.5
+    deadline = time.monotonic() + 2
+    dep = stack.engine.models.get(model).deployments[0]
+    while dep.inflight and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert dep.inflight == 0

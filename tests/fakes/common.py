@@ -185,7 +185,10 @@ async def write_stream(
                 transport.abort()
             return resp
     except (ConnectionResetError, asyncio.CancelledError):
-        # the client went away (or the server is shutting down)
+        # the client went away (or the server is shutting down): tests assert on this note
+        rec = request.get(RECORDED)
+        if rec is not None:
+            rec.notes.append("client disconnected")
         return resp
     with contextlib.suppress(ConnectionResetError):
         await resp.write_eof()

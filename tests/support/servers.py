@@ -79,6 +79,7 @@ class ServerThread:
         startup_timeout: float = 30.0,
         access_log: bool = False,
         name: str | None = None,
+        handler_cancellation: bool = False,
     ) -> None:
         self._source = app
         self.host = host
@@ -86,6 +87,7 @@ class ServerThread:
         self.shutdown_timeout = shutdown_timeout
         self.startup_timeout = startup_timeout
         self._access_log = access_log
+        self._handler_cancellation = handler_cancellation
         self._thread = threading.Thread(
             target=self._run, name=name or f"aiohttp-server-{id(self):x}", daemon=True
         )
@@ -184,6 +186,8 @@ class ServerThread:
         app = await _build_app(self._source)
         self.app = app
         kwargs: dict[str, Any] = {} if self._access_log else {"access_log": None}
+        if self._handler_cancellation:
+            kwargs["handler_cancellation"] = True
         runner = web.AppRunner(app, shutdown_timeout=self.shutdown_timeout, **kwargs)
         await runner.setup()
         try:

@@ -100,9 +100,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if e.status == 404:
             return error_response(request, ModelNotFoundError(f"no route for {request.path}"))
         if e.status == 405:
-            err = InvalidRequestError(f"method {request.method} not allowed on {request.path}")
-            err.status = 405
-            return error_response(request, err)
+            bad = InvalidRequestError(f"method {request.method} not allowed on {request.path}")
+            bad.status = 405
+            return error_response(request, bad)
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
