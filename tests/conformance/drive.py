@@ -11,12 +11,15 @@ from typing import Any
 import anthropic
 import httpx2
 import openai
-
+from tests.conformance.sse_checks import (
+    CheckedChunks,
+    CheckedStream,
+    check_anthropic_sse,
+    check_openai_sse,
+)
 from tests.e2e.harness import KEY, Stack
 from tests.fakes import ChatReply, FakeAnthropic, FakeOpenAI, Reply
 from tests.support import http
-
-from tests.conformance.sse_checks import CheckedChunks, CheckedStream, check_anthropic_sse, check_openai_sse
 
 A_HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01"}
 O_HEADERS = {"authorization": f"Bearer {KEY}"}
@@ -273,10 +276,11 @@ def start_custom_stack(
 ) -> Stack:
     """Like ``harness.start_stack`` but ``edit(config_dict, fakes)`` may change any section
     (providers included, which need the fakes' URLs) and an accountant can be plugged in."""
-    from dragoman.config import load_config_dict
-    from dragoman.server.app import create_app
     from tests.e2e.harness import base_config
     from tests.support.servers import ServerThread
+
+    from dragoman.config import load_config_dict
+    from dragoman.server.app import create_app
 
     anth = FakeAnthropic(**fake_options.get("anthropic", {})).start()
     vllm = FakeOpenAI("vllm", **fake_options.get("vllm", {})).start()

@@ -195,9 +195,7 @@ def check_anthropic_sse(raw: bytes, *, allow_error: bool = False) -> CheckedStre
             assert isinstance(msg.get("id"), str) and msg["id"], "message_start without id"
             assert msg.get("content") == [], f"message_start content not empty: {msg!r}"
             assert isinstance(msg.get("model"), str), "message_start without model"
-            out.start_usage = dict(
-                _check_usage(msg.get("usage"), "message_start", need_input=True)
-            )
+            out.start_usage = dict(_check_usage(msg.get("usage"), "message_start", need_input=True))
             out.usage = dict(out.start_usage)
             out.message = msg
         elif name == "ping":

@@ -13,19 +13,17 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import anthropic
 import openai
 import pytest
-
-from dragoman.accounting.prices import PriceBook, cost
 from tests.conformance.drive import (
     A2A,
     A2O_OLLAMA,
     A2O_OPENAI,
-    A2O_PATHS,
     A2O_VLLM,
     A_PATHS,
     ALL_PATHS,
@@ -37,6 +35,7 @@ from tests.conformance.drive import (
     RecordingAccountant,
     a_create,
     a_stream,
+    anthropic_client,
     ids,
     keys_anywhere,
     last_sent,
@@ -62,6 +61,8 @@ from tests.fakes import (
 )
 from tests.fakes import tokens as fake_tokens
 from tests.fakes.sse import OPENAI_DONE, anthropic_frame, openai_frame
+
+from dragoman.accounting.prices import PriceBook, cost
 
 WEATHER = {
     "name": "get_weather",
@@ -220,8 +221,12 @@ def _interleaved_raw() -> RawStream:
     )
 
 
-@pytest.mark.parametrize("shape", ["sequential", "interleaved-raw"])
-@pytest.mark.parametrize("path", ALL_PATHS, ids=ids(ALL_PATHS))
+SHAPES = [pytest.param(p, "sequential", id=f"{p.id}-sequential") for p in ALL_PATHS] + [
+    pytest.param(p, "interleaved-raw", id=f"{p.id}-interleaved-raw") for p in (A2O_VLLM, O2O_VLLM)
+]
+
+
+@pytest.mark.parametrize(("path", "shape"), SHAPES)
 def test_01_content_block_not_found__deltas_only_for_started_blocks(
     stack: Stack, path: Path, shape: str
 ) -> None:
@@ -229,8 +234,6 @@ def test_01_content_block_not_found__deltas_only_for_started_blocks(
     blocks closed before the next opens, indices 0..n in start order (OpenAI clients: tool-call
     indices 0..n, id and name on each call's first fragment, one finish chunk)."""
     if shape == "interleaved-raw":
-        if path.upstream != "vllm":
-            pytest.skip("the raw interleaving is a vLLM-style OpenAI stream")
         stack.vllm.enqueue(_interleaved_raw())
     else:
         tool_reply(stack, path)
@@ -262,9 +265,7 @@ def test_01_content_block_not_found__deltas_only_for_started_blocks(
                 {"timezone": "UTC"},
             ]
         else:
-            assert [json.loads(c["arguments"]) for c in r2.wire.tool_calls] == [
-                a for _, a in CALLS
-            ]
+            assert [json.loads(c["arguments"]) for c in r2.wire.tool_calls] == [a for _, a in CALLS]
 
 
 # =============================================================================== 2
@@ -280,10 +281,8 @@ def test_02_tool_call_ignored__stop_reason_tool_use(stack: Stack, path: Path, st
     # openai-compatible upstreams say "stop" although they called a tool
     tool_reply(stack, path, reasoning=None, calls=calls, finish="stop")
     if path.client == "anthropic":
-        if stream:
-            final = a_stream(stack, **a_req(path)).final
-        else:
-            final = a_create(stack, **a_req(path))
+        body = a_req(path)
+        final = a_stream(stack, **body).final if stream else a_create(stack, **body)
         assert final.stop_reason == "tool_use"
         tool = [b for b in final.content if b.type == "tool_use"]
         assert len(tool) == 1 and tool[0].name == "get_weather"
@@ -359,9 +358,9 @@ def test_03_reasoning_not_streamed_as_text(stack: Stack, case: str) -> None:
         texts = "".join(b["text"] for b in r.wire.blocks("text"))
         thinking = "".join(b["thinking"] for b in r.wire.blocks("thinking"))
         assert r.wire.block_types[0] == "thinking"
-        if case == "A->O/vllm:reasoning_content":
-            assert thinking.startswith("The user") or thinking, thinking
-            assert thinking not in texts
+        if case == "A->O/vllm:reasoning_content":  # the recorded DeepSeek-style stream
+            assert thinking == "Okay, the user wants the file list. I'll call list_files."
+            assert texts == "Listing the files now."
         else:
             assert thinking == thought
             assert texts == answer
@@ -427,9 +426,7 @@ def deepseek_stack() -> Iterator[Stack]:
     "case",
     ["A->O/vllm", "A->O/ollama", "A->O/deepseek", "A->O/openai", "O->A", "O->O/vllm"],
 )
-def test_04_reasoning_content_passed_back(
-    stack: Stack, deepseek_stack: Stack, case: str
-) -> None:
+def test_04_reasoning_content_passed_back(stack: Stack, deepseek_stack: Stack, case: str) -> None:
     """Multi-turn tool use with thinking in history: the reasoning goes back on the assistant
     message in the backend's own field (vLLM/Ollama ``reasoning``, DeepSeek
     ``reasoning_content``); api.openai.com gets no unknown field; Anthropic gets no unsigned
@@ -565,7 +562,10 @@ def test_05_thinking_signature_untouched_or_stripped(stack: Stack, case: str) ->
                 ],
             },
             {"role": "user", "content": "go on"},
-            {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in turn1.content]},
+            {
+                "role": "assistant",
+                "content": [b.model_dump(exclude_none=True) for b in turn1.content],
+            },
             {
                 "role": "user",
                 "content": [{"type": "tool_result", "tool_use_id": "call_9", "content": "18C"}],
@@ -630,7 +630,10 @@ def _cache_request_a(path: Path) -> dict[str, Any]:
         system=[{"type": "text", "text": "You are terse.", "cache_control": cc}],
         tools=[{**WEATHER, "cache_control": cc}],
         messages=[
-            {"role": "user", "content": [{"type": "text", "text": "Weather?", "cache_control": cc}]},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Weather?", "cache_control": cc}],
+            },
             {
                 "role": "assistant",
                 "content": [
@@ -782,12 +785,11 @@ def test_07_usage_split_and_streamed_cost(
     for _ in range(200):
         if acct.settled:
             break
-        import time
-
         time.sleep(0.01)
     assert len(acct.settled) == 1
     kind, info, outcome = acct.settled[0]
     assert kind == "confirm"
+    assert info.streamed is stream
     assert outcome.usage is not None and not outcome.usage.estimated
     assert (outcome.usage.input_tokens, outcome.usage.cache_read_input_tokens) == (700, 300)
     assert outcome.usage.output_tokens == 40
@@ -812,8 +814,31 @@ def _count_bodies() -> dict[str, dict[str, Any]]:
     return {"claude-code-fixture": cc, "tool-loop": loop}
 
 
-@pytest.mark.parametrize("body_kind", ["claude-code-fixture", "tool-loop"])
-@pytest.mark.parametrize("path", A_PATHS, ids=ids(A_PATHS))
+_LOW_ESTIMATE = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "src/dragoman/tokens.py estimate_anthropic_request_tokens (count_tokens fallback when "
+        "the backend has no tokenizer) undercounts tool-heavy, prose-light prompts: each tool "
+        "costs TOOL_OVERHEAD=10 + name + description + schema JSON with punctuation runs "
+        "charged ceil(len/2), but OpenAI-compatible backends render every tool as the full "
+        '{"type":"function","function":{name,description,parameters}} JSON where each '
+        "structural character is a token; for 2 tools + a short tool loop the estimate is 182 "
+        "while the backend's own count is 192, so compaction would fire late (catalogue #8)"
+    ),
+)
+COUNT_CASES = [
+    pytest.param(
+        p,
+        kind,
+        id=f"{p.id}-{kind}",
+        marks=[_LOW_ESTIMATE] if (kind == "tool-loop" and p in (A2O_OLLAMA, A2O_OPENAI)) else [],
+    )
+    for p in A_PATHS
+    for kind in ("claude-code-fixture", "tool-loop")
+]
+
+
+@pytest.mark.parametrize(("path", "body_kind"), COUNT_CASES)
 def test_08_count_tokens_honest(stack: Stack, path: Path, body_kind: str) -> None:
     """``POST /v1/messages/count_tokens?beta=true`` answers (never 404) with: the Anthropic
     upstream's number exactly; vLLM's ``/tokenize`` count exactly; on backends without a
@@ -880,7 +905,9 @@ def test_09_anthropic_only_fields_never_leak(stack: Stack, path: Path) -> None:
     betas) reach Anthropic unchanged and never an OpenAI-compatible backend (api.openai.com's
     fake rejects unknown params; the vLLM fake notes ignored fields). OpenAI-only parameters
     never reach Anthropic (its fake rejects extra inputs)."""
-    betas = "claude-code-20250219,context-1m-2025-08-07,context-management-2025-06-27,effort-2025-11-24"
+    betas = (
+        "claude-code-20250219,context-1m-2025-08-07,context-management-2025-06-27,effort-2025-11-24"
+    )
     if path is O2A:
         stack.anthropic_fake.enqueue(Reply(content="ok"))
         resp = o_create(
@@ -900,9 +927,7 @@ def test_09_anthropic_only_fields_never_leak(stack: Stack, path: Path) -> None:
         )
         assert resp.choices[0].message.content == "ok"
         sent = stack.anthropic_fake.last_request.body
-        assert not {"seed", "logit_bias", "frequency_penalty", "n", "logprobs", "store"} & set(
-            sent
-        )
+        assert not {"seed", "logit_bias", "frequency_penalty", "n", "logprobs", "store"} & set(sent)
         assert sent["temperature"] <= 1
         return
     script(stack, path, anthropic_reply=Reply(content="ok"), openai_reply=ChatReply(content="ok"))
@@ -967,9 +992,7 @@ def test_10_web_search_server_tool(stack: Stack, path: Path, tools: str) -> None
         assert any(t.get("type", "").startswith("web_search_") for t in sent_tools)
         return
     tool_list = [WEB_SEARCH, WEATHER] if tools == "web_search+custom" else [WEB_SEARCH]
-    script(
-        stack, path, anthropic_reply=Reply(content="found"), openai_reply=ChatReply("found")
-    )
+    script(stack, path, anthropic_reply=Reply(content="found"), openai_reply=ChatReply("found"))
     body = {
         "model": path.model,
         "max_tokens": 1024,
@@ -1056,9 +1079,14 @@ def _image_messages(where: str, dialect: str) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.parametrize("where", ["user", "tool_result"])
-@pytest.mark.parametrize("dialect", ["anthropic", "openai"])
-@pytest.mark.parametrize("vision_model", [False, True], ids=["no-vision_model", "vision_model"])
+VISION_CASES = [
+    pytest.param(d, w, vm, id=f"{d}-image-in-{w}-{'vision_model' if vm else 'no-vision_model'}")
+    for vm in (False, True)
+    for d, w in (("anthropic", "user"), ("anthropic", "tool_result"), ("openai", "user"))
+]
+
+
+@pytest.mark.parametrize(("dialect", "where", "vision_model"), VISION_CASES)
 def test_11_image_to_non_vision_model(
     vision_stack: Stack, dialect: str, where: str, vision_model: bool
 ) -> None:
@@ -1067,8 +1095,6 @@ def test_11_image_to_non_vision_model(
     vision model's backend instead (the api.openai.com fake), images intact."""
     s = vision_stack
     s.reset()
-    if dialect == "openai" and where == "tool_result":
-        pytest.skip("OpenAI tool messages carry text only")
     model = "coder-seeing" if vision_model else "coder"
     s.oai.enqueue(ChatReply(content="A tiny black PNG."))
     messages = _image_messages(where, dialect)
@@ -1129,8 +1155,18 @@ def _tool_turn_a() -> list[dict[str, Any]]:
             "role": "assistant",
             "content": [
                 {"type": "text", "text": "Checking both."},
-                {"type": "tool_use", "id": "toolu_p", "name": "get_weather", "input": {"city": "Paris"}},
-                {"type": "tool_use", "id": "toolu_r", "name": "get_weather", "input": {"city": "Rome"}},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_p",
+                    "name": "get_weather",
+                    "input": {"city": "Paris"},
+                },
+                {
+                    "type": "tool_use",
+                    "id": "toolu_r",
+                    "name": "get_weather",
+                    "input": {"city": "Rome"},
+                },
             ],
         },
         {
@@ -1141,7 +1177,12 @@ def _tool_turn_a() -> list[dict[str, Any]]:
                     "tool_use_id": "toolu_p",
                     "content": [{"type": "text", "text": "18C sunny"}, img],
                 },
-                {"type": "tool_result", "tool_use_id": "toolu_r", "content": "boom", "is_error": True},
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_r",
+                    "content": "boom",
+                    "is_error": True,
+                },
                 {"type": "text", "text": "Also: which is warmer?"},
             ],
         },
@@ -1326,8 +1367,11 @@ def _enqueue_error(stack: Stack, path: Path, kind: str, times: int) -> None:
     for _ in range(times):
         if path.to_anthropic:
             reply = {
-                "429": error_reply(429, "Number of request tokens has exceeded your per-minute "
-                                   "rate limit", headers={"retry-after": "7"}),
+                "429": error_reply(
+                    429,
+                    "Number of request tokens has exceeded your per-minute rate limit",
+                    headers={"retry-after": "7"},
+                ),
                 "overloaded": error_reply(529, "Overloaded"),
                 "500": error_reply(500, "Internal server error"),
                 "401": error_reply(401, "invalid x-api-key"),
@@ -1351,7 +1395,7 @@ def _enqueue_error(stack: Stack, path: Path, kind: str, times: int) -> None:
         fake.enqueue(reply)
 
 
-ERR_PATHS = [A2A, A2O_VLLM, A2O_OLLAMA, A2O_OPENAI, O2A, O2O_VLLM, O2O_OPENAI]
+ERR_PATHS = [A2A, A2O_VLLM, A2O_OLLAMA, A2O_OPENAI, O2A, O2O_VLLM, O2O_OLLAMA, O2O_OPENAI]
 
 
 @pytest.mark.parametrize("kind", ERROR_KINDS)
@@ -1379,7 +1423,7 @@ def test_14_error_envelopes_and_529(stack: Stack, path: Path, kind: str) -> None
             n, limit = int(m.group(1)), int(m.group(2))
             assert n > limit
             assert (n, limit) == ((250000, 200000) if path.to_anthropic else (40000, 32768))
-        client, _ = __import__("tests.conformance.drive", fromlist=["x"]).anthropic_client(stack)
+        client, _ = anthropic_client(stack)
         with pytest.raises(exc) as ei, client.messages.stream(**a_req(path)) as s:
             s.get_final_message()
         assert ei.value.status_code == status
@@ -1401,17 +1445,38 @@ def test_14_error_envelopes_and_529(stack: Stack, path: Path, kind: str) -> None
     assert eo.value.status_code == status
 
 
-@pytest.mark.parametrize("path", [A2O_VLLM, A2A, O2A, O2O_VLLM], ids=ids([A2O_VLLM, A2A, O2A, O2O_VLLM]))
-def test_14b_midstream_errors_in_client_dialect(stack: Stack, path: Path) -> None:
-    """An upstream failure after the 200: Anthropic clients get ``event: error`` (an Anthropic
-    error type, vLLM's ``internal_error`` mapped to ``api_error``) and no ``message_stop``;
-    OpenAI clients get a ``data: {"error": ...}`` chunk then ``[DONE]``."""
+MID_PATHS = [A2O_VLLM, A2O_OLLAMA, A2A, O2A, O2O_VLLM]
+
+
+@pytest.mark.parametrize("when", ["first-event", "after-content"])
+@pytest.mark.parametrize("path", MID_PATHS, ids=ids(MID_PATHS))
+def test_14b_stream_errors_in_client_dialect(stack: Stack, path: Path, when: str) -> None:
+    """An upstream stream that fails: as its very first event, the client gets a proper HTTP
+    error in its dialect (Claude Code retries on status); after content went out, Anthropic
+    clients get ``event: error`` (an Anthropic error type, vLLM's ``internal_error`` mapped to
+    ``api_error``) and no ``message_stop``; OpenAI clients a ``data: {"error":...}`` chunk then
+    ``[DONE]``."""
+    n_a, n_o = (0, 0) if when == "first-event" else (5, 4)
     script(
         stack,
         path,
-        anthropic_reply=Reply(content="a long answer " * 10, error_after=5),
-        openai_reply=ChatReply(content="a long answer " * 10, error_after=4, error_type="internal_error"),
+        anthropic_reply=Reply(content="a long answer " * 10, error_after=n_a, event_delay=0.02),
+        openai_reply=ChatReply(
+            content="a long answer " * 10,
+            error_after=n_o,
+            error_type="internal_error",
+            event_delay=0.02,
+        ),
     )
+    if when == "first-event":
+        if path.client == "anthropic":
+            r = raw_a(stack, a_req(path, stream=True))
+            assert r.status >= 500 and r.json()["type"] == "error", r.body
+            assert r.json()["error"]["type"] in ("overloaded_error", "api_error")
+        else:
+            r = raw_o(stack, o_req(path, stream=True))
+            assert r.status >= 500 and set(r.json()) == {"error"}, r.body
+        return
     if path.client == "anthropic":
         r = raw_a(stack, a_req(path, stream=True))
         assert r.status == 200
@@ -1449,7 +1514,9 @@ def _whole_args_raw(style: str) -> RawStream:
         )
     if style == "args-as-object":
         return raw_vllm_stream(
-            vllm_chunk({"tool_calls": [tc(0, id="call_1", name="get_weather", args={"city": "Paris"})]}),
+            vllm_chunk(
+                {"tool_calls": [tc(0, id="call_1", name="get_weather", args={"city": "Paris"})]}
+            ),
             vllm_chunk({}, "tool_calls"),
         )
     # "no-args-ever": a no-argument tool call whose arguments never arrive
@@ -1567,6 +1634,3 @@ def test_15_tool_args_not_streamed_incrementally(stack: Stack, case: str) -> Non
             {"city": "Paris", "unit": "celsius"},
             {"timezone": "Europe/Paris"},
         ]
-
-
-_ = (A2O_OLLAMA, O2O_OPENAI, O2O_VLLM, A2O_PATHS)

@@ -21,17 +21,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes import FakeAnthropic, FakeOpenAI
+from tests.support import http
+from tests.support.servers import ServerThread
+
 import dragoman
 from dragoman.config import load_config_dict
 from dragoman.engine import Engine
 from dragoman.errors import DragomanError
 from dragoman.server.app import create_app
-from tests.fakes import FakeAnthropic, FakeOpenAI
-from tests.support import http
-from tests.support.servers import ServerThread
 
 A_HEADERS = {"anthropic-version": "2023-06-01"}
-PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9"
+    "awAAAABJRU5ErkJggg=="
+)
 
 
 class FakeTime:
@@ -127,8 +131,18 @@ def base_config(f: Fakes) -> dict[str, Any]:
             "safe": {"provider": "vllm", "model": "safe-model"},
             "duo": {
                 "deployments": [
-                    {"provider": "anth", "model": "claude-sonnet-4-5", "weight": 3, "name": "duo-a"},
-                    {"provider": "anth2", "model": "claude-sonnet-4-5", "weight": 1, "name": "duo-b"},
+                    {
+                        "provider": "anth",
+                        "model": "claude-sonnet-4-5",
+                        "weight": 3,
+                        "name": "duo-a",
+                    },
+                    {
+                        "provider": "anth2",
+                        "model": "claude-sonnet-4-5",
+                        "weight": 1,
+                        "name": "duo-b",
+                    },
                 ]
             },
             "mixed": {
@@ -139,8 +153,18 @@ def base_config(f: Fakes) -> dict[str, Any]:
             },
             "halfdead": {
                 "deployments": [
-                    {"provider": "dead", "model": "claude-sonnet-4-5", "name": "hd-dead", "weight": 1000},
-                    {"provider": "anth", "model": "claude-sonnet-4-5", "name": "hd-live", "weight": 1},
+                    {
+                        "provider": "dead",
+                        "model": "claude-sonnet-4-5",
+                        "name": "hd-dead",
+                        "weight": 1000,
+                    },
+                    {
+                        "provider": "anth",
+                        "model": "claude-sonnet-4-5",
+                        "name": "hd-live",
+                        "weight": 1,
+                    },
                 ]
             },
             "lazy": {

@@ -1,0 +1,297 @@
+"""Issue items 8 (library API, typed errors) and 7 (``dragoman route``)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from click.testing import CliRunner
+from tests.fakes import ErrorReply, OpenAIErrorReply, error_reply
+from tests.routing.harness import Fakes, FakeTime, base_config
+
+import dragoman
+from dragoman.cli import main
+from dragoman.engine import Engine
+from dragoman.server.app import ENGINE, create_app
+
+# -- construction --------------------------------------------------------------------------------
+
+
+def _gw(fakes: Fakes, **kw: Any) -> dragoman.Gateway:
+    t = FakeTime()
+    return dragoman.Gateway.from_config(base_config(fakes), sleep=t.sleep, clock=t.clock, **kw)
+
+
+def test_from_dict_yaml_and_seed_objects(fakes: Fakes, tmp_path: Path) -> None:
+    p = tmp_path / "dragoman.yaml"
+    p.write_text(yaml.safe_dump(base_config(fakes)))
+    with dragoman.Gateway.from_config(p) as gw:
+        assert (
+            gw.get_model_instance("claude").invoke_llm(
+                {"messages": [{"role": "user", "content": "hi"}]}
+            )["object"]
+            == "chat.completion"
+        )
+    providers = [
+        {
+            "name": "anthropic",
+            "provider_type": "anthropic",
+            "support_model_type": ["LLM"],
+            "provider_config": {"api_key": fakes.anth.api_key, "api_base": fakes.anth.url + "/v1"},
+        }
+    ]
+    models = [
+        {
+            "name": "claude-sonnet-4-5",
+            "type": "LLM",
+            "provider_name": "anthropic",
+            "max_tokens": 8192,
+        }
+    ]
+    with dragoman.Gateway.from_objects(providers, models) as gw:
+        out = gw.get_model_instance("claude-sonnet-4-5").invoke_llm(
+            {
+                "messages": [
+                    {"role": "system", "content": "be brief"},
+                    {"role": "user", "content": "hi"},
+                ]
+            }
+        )
+        assert out["choices"][0]["message"]["content"] == fakes.anth.default_text
+    req = fakes.anth.last_request
+    assert req.path == "/v1/messages" and req.body["system"] in (
+        "be brief",
+        [{"type": "text", "text": "be brief"}],
+    )
+    assert req.headers["x-api-key"] == fakes.anth.api_key and req.headers["anthropic-version"]
+
+
+def test_server_and_library_share_the_engine_class(fakes: Fakes) -> None:
+    cfg = dragoman.Gateway.from_config(base_config(fakes)).config
+    assert type(create_app(cfg)[ENGINE]) is Engine
+    assert type(dragoman.Gateway(cfg).engine) is Engine
+
+
+def test_sync_async_and_streaming_twins(fakes: Fakes) -> None:
+    with _gw(fakes) as gw:
+        m = gw.get_model_instance("coder")
+        req = {"messages": [{"role": "user", "content": "hi"}]}
+        assert m.invoke_llm(req)["choices"][0]["message"]["content"] == fakes.vllm.default_text
+        chunks = list(m.stream_llm(req))
+        text = "".join(
+            (c["choices"][0]["delta"].get("content") or "") for c in chunks if c["choices"]
+        )
+        assert text == fakes.vllm.default_text
+        a = gw.get_model_instance("claude")
+        assert a.invoke_messages(req)["content"][0]["text"] == fakes.anth.default_text
+        events = list(a.stream_messages(req))
+        assert events[0]["type"] == "message_start" and events[-1]["type"] == "message_stop"
+
+    async def run() -> None:
+        gw = _gw(fakes)
+        m = gw.get_model_instance("claude")
+        got = await m.ainvoke_llm(req)
+        assert got["object"] == "chat.completion"
+        got2 = await m.ainvoke_messages(req)
+        assert got2["type"] == "message"
+        n = [c async for c in m.astream_llm(req)]
+        assert n and n[-1]["object"] == "chat.completion.chunk"
+        e = [c async for c in m.astream_messages(req)]
+        assert e[-1]["type"] == "message_stop"
+        await gw.aclose()
+
+    asyncio.run(run())
+
+
+# -- typed errors --------------------------------------------------------------------------------
+
+REQ = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize(
+    ("reply", "exc", "status"),
+    [
+        (error_reply(429, headers={"retry-after": "300"}), dragoman.RateLimitError, 429),
+        (error_reply(401), dragoman.AuthenticationError, 401),
+        (error_reply(404), dragoman.ModelNotFoundError, 404),
+        (error_reply(400), dragoman.InvalidRequestError, 400),
+        (error_reply(500), dragoman.ServerError, 500),
+        (error_reply(529), dragoman.OverloadedError, 529),
+        # the error type first: an Anthropic-style body says rate limit behind a 400
+        (ErrorReply(400, "rate_limit_error", "slow down"), dragoman.RateLimitError, 400),
+    ],
+)
+def test_typed_errors_from_an_anthropic_upstream(
+    fakes: Fakes, reply: Any, exc: type[Exception], status: int
+) -> None:
+    fakes.anth.default_reply = reply
+    with _gw(fakes) as gw, pytest.raises(exc) as ei:
+        gw.get_model_instance("claude").invoke_llm(REQ)
+    assert isinstance(ei.value, dragoman.DragomanError) and ei.value.status == status
+    if exc is dragoman.OverloadedError:
+        assert isinstance(ei.value, dragoman.ServerError)
+
+
+@pytest.mark.parametrize(
+    ("reply", "exc"),
+    [
+        (OpenAIErrorReply(429, "slow", headers={"retry-after": "300"}), dragoman.RateLimitError),
+        (
+            OpenAIErrorReply(401, "bad key", type="AuthenticationError"),
+            dragoman.AuthenticationError,
+        ),
+        (OpenAIErrorReply(404, "no such model", type="NotFoundError"), dragoman.ModelNotFoundError),
+        (OpenAIErrorReply(400, "bad", type="BadRequestError"), dragoman.InvalidRequestError),
+        (OpenAIErrorReply(500, "oops"), dragoman.ServerError),
+        # type first, status second: a proxy's 400 whose type names the real problem
+        (OpenAIErrorReply(400, "model gone", type="not_found_error"), dragoman.ModelNotFoundError),
+        (OpenAIErrorReply(500, "quota", type="rate_limit_error"), dragoman.RateLimitError),
+    ],
+)
+def test_typed_errors_from_an_openai_upstream(
+    fakes: Fakes, reply: Any, exc: type[Exception]
+) -> None:
+    fakes.vllm.default_reply = reply
+    with _gw(fakes, rng=None) as gw, pytest.raises(exc):
+        gw.get_model_instance("coder").invoke_messages(REQ)
+
+
+def test_unknown_model_is_model_not_found(fakes: Fakes) -> None:
+    cfg = base_config(fakes)
+    cfg["aliases"] = {}
+    with dragoman.Gateway.from_config(cfg) as gw, pytest.raises(dragoman.ModelNotFoundError):
+        gw.get_model_instance("no-such-model")
+
+
+def test_stream_error_mid_way_raises_typed(fakes: Fakes) -> None:
+    from tests.fakes import Reply
+
+    fakes.anth.enqueue(
+        Reply("long answer here", error_after=4, pauses={2: 0.2}, error_type="overloaded_error")
+    )
+    with _gw(fakes) as gw:
+        got = []
+        with pytest.raises(dragoman.OverloadedError):
+            for ev in gw.get_model_instance("claude").stream_messages(REQ):
+                got.append(ev)
+        assert got and got[0]["type"] == "message_start"
+
+
+# -- dragoman route ------------------------------------------------------------------------------
+
+ROUTE_CONFIG = {
+    "providers": {
+        "anthropic": {"kind": "anthropic", "base_url": "http://127.0.0.1:9", "api_key": "k"},
+        "local": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "flavor": "vllm"},
+    },
+    "models": {
+        "sonnet": {
+            "strategy": "lowest_latency",
+            "deployments": [
+                {"provider": "anthropic", "model": "claude-sonnet-4-5", "weight": 2},
+                {"provider": "local", "model": "qwen3-coder", "weight": 1, "rpm": 600},
+            ],
+            "fallbacks": ["qwen"],
+            "context_window_fallbacks": ["big"],
+        },
+        "big": {"provider": "anthropic", "model": "claude-opus-4-5"},
+        "qwen": {
+            "provider": "local",
+            "model": "qwen3-coder",
+            "vision": False,
+            "vision_model": "sonnet",
+        },
+        "blind": {"provider": "local", "model": "tiny", "vision": False},
+    },
+    "aliases": {"claude-*": "sonnet"},
+    "routing": {
+        "rules": [
+            {"name": "background", "match_model": "*haiku*", "model": "qwen"},
+            {"name": "long-context", "min_input_tokens": 5000, "model": "big"},
+            {"name": "think", "thinking": True, "model": "big"},
+        ]
+    },
+}
+
+
+def _route(tmp_path: Path, body: dict[str, Any], *extra: str) -> Any:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(ROUTE_CONFIG))
+    req = tmp_path / "req.json"
+    req.write_bytes(orjson.dumps(body))
+    return CliRunner().invoke(main, ["route", "--config", str(cfg), *extra, str(req)])
+
+
+def test_route_explains_alias_and_deployments(tmp_path: Path) -> None:
+    r = _route(
+        tmp_path,
+        {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
+    assert r.exit_code == 0, r.output
+    assert "alias pattern 'claude-*' matches -> 'sonnet'" in r.output
+    assert "model:       sonnet" in r.output and "strategy:    lowest_latency" in r.output
+    assert "translated anthropic -> openai" in r.output and "pass-through" in r.output
+    assert "rpm 600" in r.output and "fallbacks:   qwen" in r.output
+    assert "on context overflow: big" in r.output
+
+
+def test_route_explains_rules(tmp_path: Path) -> None:
+    r = _route(
+        tmp_path,
+        {
+            "model": "claude-3-5-haiku",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
+    assert (
+        r.exit_code == 0
+        and "rule background: model 'claude-3-5-haiku' matches '*haiku*'" in r.output
+    )
+    assert "model:       qwen" in r.output
+    r = _route(
+        tmp_path,
+        {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 2000,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
+    assert "rule think: thinking requested -> 'big'" in r.output and "thinking yes" in r.output
+    r = _route(tmp_path, {"model": "x", "messages": [{"role": "user", "content": "word " * 8000}]})
+    assert (
+        "rule long-context: ~" in r.output
+        and ">= 5000" in r.output
+        and "(openai dialect)" in r.output
+    )
+
+
+def test_route_explains_vision(tmp_path: Path) -> None:
+    img = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
+    r = _route(
+        tmp_path,
+        {"model": "qwen", "max_tokens": 10, "messages": [{"role": "user", "content": [img]}]},
+        "--dialect",
+        "anthropic",
+    )
+    assert r.exit_code == 0, r.output
+    assert (
+        "vision: false -> vision_model 'sonnet'" in r.output and "model:       sonnet" in r.output
+    )
+    r = _route(
+        tmp_path,
+        {"model": "blind", "max_tokens": 10, "messages": [{"role": "user", "content": [img]}]},
+        "--dialect",
+        "anthropic",
+    )
+    assert r.exit_code != 0
+    assert "400 invalid_request_error" in r.output and "'blind' cannot take images" in r.output
