@@ -7,6 +7,10 @@ first chunk with non-empty ``content``/``arguments`` for OpenAI) and the time to
 Every answer is checked (status 200, JSON with content and usage, or an SSE stream that ends
 properly); anything else counts as an error, and a run with errors says so.
 
+With ``--ref-url`` the same load goes at the same time to a reference (the upstream itself), and
+the result carries the reference's TTFT and the difference: added latency measured under the
+same noise, which a shared machine needs.
+
 With ``--cpu-pid`` the driver also reads the CPU time of those processes (all threads) at the
 start and the end of the measured window, from ``/proc/<pid>/task/*/schedstat`` (ns) with
 ``/proc/<pid>/stat`` utime+stime (clock ticks) as a cross-check.
@@ -536,8 +540,10 @@ async def measure(
     req_timeout: float = 30.0,
     cpu_pids: list[int] | None = None,
     watch_cores: list[int] | None = None,
+    ref: Target | None = None,
 ) -> dict[str, Any]:
     run = Run(limit=requests)
+    ref_run = Run()
     pids = cpu_pids or []
     # stagger the start of slow streams a little, so they do not all arrive in lock-step
     tasks = [
@@ -546,13 +552,25 @@ async def measure(
         )
         for i in range(concurrency)
     ]
+    # the same load sent straight to a reference (the upstream) at the same time, so that the
+    # time-to-first-token difference is measured under the same noise
+    ref_tasks = (
+        []
+        if ref is None
+        else [
+            asyncio.create_task(
+                worker(ref, ref_run, client, False, req_timeout, i / concurrency * 0.05)
+            )
+            for i in range(concurrency)
+        ]
+    )
     await asyncio.sleep(warmup)
     cores = watch_cores or []
     busy0 = core_busy(cores)
     self0 = time.process_time()
     cpu0 = cpu_seconds(pids)
     t_start = time.perf_counter()
-    run.measuring = True
+    run.measuring = ref_run.measuring = True
     if requests:
         waiter = asyncio.create_task(run.done.wait())
         await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_EXCEPTION)
@@ -564,11 +582,11 @@ async def measure(
     cpu1 = cpu_seconds(pids)
     self1 = time.process_time()
     busy1 = core_busy(cores)
-    run.measuring = False
-    run.stop = True
-    for task in tasks:
+    run.measuring = ref_run.measuring = False
+    run.stop = ref_run.stop = True
+    for task in tasks + ref_tasks:
         task.cancel()
-    results = await asyncio.gather(*tasks, return_exceptions=True)
+    results = await asyncio.gather(*tasks, *ref_tasks, return_exceptions=True)
     for r in results:
         if isinstance(r, Exception) and not isinstance(r, asyncio.CancelledError):
             run.error(f"worker died: {type(r).__name__}: {r}")
@@ -601,6 +619,21 @@ async def measure(
             "ttft_p50_ms": pct(run.ttft, 0.5) * ms,
             "ttft_p99_ms": pct(run.ttft, 0.99) * ms,
         }
+    if ref is not None:
+        out |= {
+            "ref_url": ref.url,
+            "ref_api": ref.api,
+            "ref_requests": ref_run.ok,
+            "ref_errors": ref_run.errors,
+            "ref_p50_ms": pct(ref_run.lat, 0.5) * ms,
+        }
+        if t.stream:
+            out |= {
+                "ref_ttft_p50_ms": pct(ref_run.ttft, 0.5) * ms,
+                "ref_ttft_p99_ms": pct(ref_run.ttft, 0.99) * ms,
+                "ttft_added_p50_ms": (pct(run.ttft, 0.5) - pct(ref_run.ttft, 0.5)) * ms,
+                "ttft_added_p99_ms": (pct(run.ttft, 0.99) - pct(ref_run.ttft, 0.99)) * ms,
+            }
     if pids:
         out |= {
             "cpu_pids": pids,
@@ -619,6 +652,8 @@ def summary(r: dict[str, Any]) -> str:
     )
     if r["stream"]:
         s += f"  TTFT p50 {r['ttft_p50_ms']:6.2f} p99 {r['ttft_p99_ms']:6.2f} ms"
+    if "ttft_added_p50_ms" in r:
+        s += f" (+{r['ttft_added_p50_ms']:.2f} ms vs reference)"
     if "cpu_ms_per_req" in r:
         s += f"  CPU {r['cpu_ms_per_req']:.3f} ms/req ({r['cpu_util'] * 100:.0f}% core)"
     if r["errors"] or r["warmup_errors"]:
@@ -650,10 +685,16 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--cpu-pid", type=int, action="append", default=[], help="process to meter")
     p.add_argument("--watch-core", type=int, action="append", default=[], help="report busy %%")
+    p.add_argument("--ref-url", help="also load this reference (e.g. the upstream) meanwhile")
+    p.add_argument("--ref-api", choices=["anthropic", "openai"], help="default: --api")
+    p.add_argument("--ref-model", help="default: --model")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     a = p.parse_args()
     install_uvloop()
     target = Target(a.url, a.api, a.model, a.stream, a.tools)
+    ref = None
+    if a.ref_url:
+        ref = Target(a.ref_url, a.ref_api or a.api, a.ref_model or a.model, a.stream, a.tools)
     result = asyncio.run(
         measure(
             target,
@@ -666,6 +707,7 @@ def main() -> None:
             a.timeout,
             a.cpu_pid,
             a.watch_core,
+            ref,
         )
     )
     if a.json:

@@ -187,8 +187,11 @@ def run_load(
     pids: list[int],
     *,
     smoke: bool = False,
+    ref: tuple[str, str, str] | None = None,
 ) -> dict[str, Any]:
     cmd = [PY, str(HERE / "load.py"), "--url", url, "--api", api, "--model", model, "--json"]
+    if ref is not None:
+        cmd += ["--ref-url", ref[0], "--ref-api", ref[1], "--ref-model", ref[2]]
     if mode.stream:
         cmd.append("--stream")
     if smoke:
@@ -290,11 +293,17 @@ def measure_one(
         return row | {"failed": f"{target} exited: {proc.tail(300)}", "errors": 1}
     before = upstream_stats(args)
     pids = proc.pids() if proc else []
+    ref = None
+    if mode.slow and target != "direct":
+        # the upstream's own answer, sent at the same time, is the reference for added TTFT
+        up_api = UPSTREAM_API[route]
+        ref = (args.upstream_url, up_api, "ref-" + up_api)
     try:
-        res = run_load(args, url, api, model, mode, pids)
+        res = run_load(args, url, api, model, mode, pids, ref=ref)
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         return row | {"failed": str(e)[:300], "errors": 1}
     hits = upstream_stats(args).get(route, 0) - before.get(route, 0)
+    hits -= res.get("ref_requests", 0)
     row |= res
     row["upstream_hits"] = hits
     if hits < res["requests"]:
@@ -315,6 +324,8 @@ def line(r: dict[str, Any]) -> str:
     s += f" p50 {r.get('p50_ms', math.nan):7.2f} p99 {r.get('p99_ms', math.nan):7.2f} ms"
     if r.get("stream"):
         s += f" TTFT p50 {r['ttft_p50_ms']:6.2f} p99 {r['ttft_p99_ms']:6.2f}"
+    if "ttft_added_p50_ms" in r:
+        s += f" (+{r['ttft_added_p50_ms']:.2f} vs upstream)"
     if "cpu_ms_per_req" in r:
         s += f" CPU {r['cpu_ms_per_req']:.3f} ms/req ({r['cpu_util'] * 100:.0f}%)"
     if r.get("errors") or r.get("warmup_errors") or r.get("failed"):
@@ -337,6 +348,9 @@ NUMERIC = [
     "sut_core_others",
     "aux_core_busy",
     "driver_util",
+    "ttft_added_p50_ms",
+    "ttft_added_p99_ms",
+    "ref_ttft_p50_ms",
 ]
 
 
@@ -377,7 +391,10 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             a["cpu_ratio"] = math.nan
         d = index.get(("direct", UPSTREAM_API[a["route"]], a["mode"]))
-        if a["stream"] and d and a["target"] != "direct":
+        if not math.isnan(a["ttft_added_p50_ms"]):
+            # measured against the upstream at the same time (slow-upstream modes)
+            a["ttft_added_ms"] = a["ttft_added_p50_ms"]
+        elif a["stream"] and d and a["target"] != "direct":
             a["ttft_added_ms"] = a["ttft_p50_ms"] - d["ttft_p50_ms"]
         else:
             a["ttft_added_ms"] = math.nan
@@ -431,6 +448,19 @@ def table(aggs: list[dict[str, Any]], pending: list[str]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def write_profile(prof: Path, out: Path) -> None:
+    import io
+    import pstats
+
+    buf = io.StringIO()
+    stats = pstats.Stats(str(prof), stream=buf)
+    stats.sort_stats("tottime").print_stats(40)
+    stats.sort_stats("tottime").print_stats("dragoman", 40)
+    stats.sort_stats("cumulative").print_stats("dragoman", 40)
+    out.write_text(buf.getvalue())
+    log(f"profile: {out}")
+
+
 def machine() -> dict[str, str]:
     import aiohttp
 
@@ -459,7 +489,9 @@ def dragoman_runnable(args: argparse.Namespace) -> str:
     exe = shlex.split(args.dragoman_cmd)[0]
     if not shutil.which(exe):
         return f"{exe} not on PATH"
-    cmd = [*shlex.split(args.dragoman_cmd)[:2], "--help"]
+    parts = shlex.split(args.dragoman_cmd)
+    upto = parts.index("serve") + 1 if "serve" in parts else 2
+    cmd = [*parts[:upto], "--help"]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
     except subprocess.TimeoutExpired:
@@ -498,14 +530,28 @@ def main() -> None:
     p.add_argument("--sut-cpu", default="0", help="core for the system under test")
     p.add_argument("--aux-cpu", default="1", help="core for upstream and load driver")
     p.add_argument("--no-pin", action="store_true")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="run dragoman under cProfile (slower: figures not comparable); writes "
+        "results/dragoman.prof and results/dragoman_profile.txt",
+    )
     p.add_argument("--out", default=str(RESULTS / "latest"), help="writes OUT.md and OUT.json")
     args = p.parse_args()
+    # `kill PID` should stop the servers we started too (the finally clause below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.quick:
         args.duration, args.warmup, args.repeat = min(args.duration, 3.0), 1.0, 1
     if args.no_pin or not shutil.which("taskset"):
         args.sut_cpu = args.aux_cpu = None
     args.paths = [x for x in args.paths.split(",") if x]
     args.upstream_url = f"http://127.0.0.1:{args.upstream_port}"
+    prof = RESULTS / "dragoman.prof"
+    if args.profile:
+        args.dragoman_cmd = (
+            f"{shlex.quote(PY)} -m cProfile -o {shlex.quote(str(prof))} -m dragoman serve "
+            "--config {config} --port {port}"
+        )
     all_modes = {
         "json": Mode("json", False, args.concurrency, False),
         "stream": Mode("stream", True, args.concurrency, False),
@@ -583,6 +629,8 @@ def main() -> None:
         upstream.stop()
 
     aggs = aggregate(rows)
+    if args.profile and prof.exists():
+        write_profile(prof, RESULTS / "dragoman_profile.txt")
     info = machine()
     pin_note = (
         f"SUT on core {args.sut_cpu}, upstream + load on core {args.aux_cpu}"

@@ -344,12 +344,12 @@ def config_from_env(env: Mapping[str, str] | None = None) -> Config:
             "base_url": env.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
             "api_key": env.get("ANTHROPIC_API_KEY"),
         }
-        for m in (
-            "claude-opus-4-5",
-            "claude-sonnet-4-5",
-            "claude-haiku-4-5",
-        ):
-            data["models"][m] = {"provider": "anthropic"}
+        for m in ("claude-opus-4-5", "claude-sonnet-4-5", "claude-haiku-4-5"):
+            data["models"][m] = {
+                "provider": "anthropic",
+                "context_window": 200000,
+                "max_output_tokens": 64000,
+            }
         data["aliases"]["claude-*"] = "claude-sonnet-4-5"
         data["aliases"]["*haiku*"] = "claude-haiku-4-5"
         data["default_model"] = "claude-sonnet-4-5"

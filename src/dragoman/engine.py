@@ -450,7 +450,9 @@ class Engine:
             max_output_tokens=mc.max_output_tokens,
             flavor=pc.flavor,
             reasoning_field=pc.effective_reasoning_field(),
-            default_max_tokens=mc.default_max_tokens or min(mc.max_output_tokens or 4096, 4096),
+            # an OpenAI client that names no max_tokens gets the model's whole output budget,
+            # never a silent 4096 cut (failure catalogue #13)
+            default_max_tokens=mc.default_max_tokens or mc.max_output_tokens or 4096,
         )
 
     def _prepare(self, call: Call, route: ModelRoute, dep: Deployment) -> Prepared:

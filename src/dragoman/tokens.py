@@ -23,8 +23,9 @@ import orjson
 SAFETY = 1.1
 #: per-message framing (role markers, separators)
 MESSAGE_OVERHEAD = 5
-#: per-tool framing on top of its JSON
-TOOL_OVERHEAD = 10
+#: per-tool framing on top of its JSON (OpenAI-style servers render the whole
+#: ``{"type":"function","function":{...}}`` object into the prompt)
+TOOL_OVERHEAD = 24
 #: request framing
 REQUEST_OVERHEAD = 10
 #: flat cost of an image (Anthropic: ~1600 tokens for a ~1.15 MP image)
@@ -180,13 +181,16 @@ def _a_block_units(b: Any) -> float:
 
 
 def _json_units(v: Any) -> float:
+    """JSON (tool schemas, tool inputs): chat templates render it verbatim, and its structural
+    characters (quotes, braces, colons, commas) tokenise nearly one per character, so on top of
+    the text estimate every punctuation character costs half a unit more."""
     if v is None:
         return 0.0
     try:
-        s = orjson.dumps(v).decode()
+        b = orjson.dumps(v)
     except TypeError:
-        s = str(v)
-    return _raw_units(s)
+        b = str(v).encode()
+    return _raw_units(b.decode()) + 0.5 * len(b.translate(None, _KEEP_PUNCT))
 
 
 def _content_units(c: Any) -> float:

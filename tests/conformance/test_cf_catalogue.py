@@ -814,24 +814,11 @@ def _count_bodies() -> dict[str, dict[str, Any]]:
     return {"claude-code-fixture": cc, "tool-loop": loop}
 
 
-_LOW_ESTIMATE = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "src/dragoman/tokens.py estimate_anthropic_request_tokens (count_tokens fallback when "
-        "the backend has no tokenizer) undercounts tool-heavy, prose-light prompts: each tool "
-        "costs TOOL_OVERHEAD=10 + name + description + schema JSON with punctuation runs "
-        "charged ceil(len/2), but OpenAI-compatible backends render every tool as the full "
-        '{"type":"function","function":{name,description,parameters}} JSON where each '
-        "structural character is a token; for 2 tools + a short tool loop the estimate is 182 "
-        "while the backend's own count is 192, so compaction would fire late (catalogue #8)"
-    ),
-)
 COUNT_CASES = [
     pytest.param(
         p,
         kind,
         id=f"{p.id}-{kind}",
-        marks=[_LOW_ESTIMATE] if (kind == "tool-loop" and p in (A2O_OLLAMA, A2O_OPENAI)) else [],
     )
     for p in A_PATHS
     for kind in ("claude-code-fixture", "tool-loop")
@@ -1283,20 +1270,7 @@ def test_12_tool_turn_context_kept(stack: Stack, path: Path) -> None:
         "A->A:64000-kept",
         "O->A:50000-kept",
         "O->O/vllm:untouched",
-        pytest.param(
-            "O->A:absent-uses-model-max",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "engine.py Engine._target: default_max_tokens = mc.default_max_tokens or "
-                    "min(mc.max_output_tokens or 4096, 4096) caps the max_tokens sent to "
-                    "Anthropic at 4096 when an OpenAI client omits max_tokens, although the "
-                    "model is configured with max_output_tokens=64000 (catalogue #13: "
-                    "'clamps max_tokens (4,096 default)'; protocols.md §7.4.8: better the "
-                    "model's max output)"
-                ),
-            ),
-        ),
+        "O->A:absent-uses-model-max",
     ],
 )
 def test_13_max_tokens_not_truncated(stack: Stack, case: str) -> None:
