@@ -456,6 +456,20 @@ class Engine:
         )
 
     def _prepare(self, call: Call, route: ModelRoute, dep: Deployment) -> Prepared:
+        try:
+            return self._prepare_unchecked(call, route, dep)
+        except DragomanError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+            # the validators accept liberally; a shape the translator cannot read is still the
+            # caller's mistake, and must come back as a 400, never a 500
+            log.info("request %s could not be translated: %r", call.request_id, e)
+            raise InvalidRequestError(
+                f"request could not be translated for {dep.provider.kind} upstream "
+                f"{dep.provider.name!r}: malformed field ({type(e).__name__}: {e})"
+            ) from None
+
+    def _prepare_unchecked(self, call: Call, route: ModelRoute, dep: Deployment) -> Prepared:
         prov = dep.provider
         if call.front == ANTHROPIC:
             if isinstance(prov, AnthropicProvider):

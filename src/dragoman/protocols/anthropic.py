@@ -51,7 +51,7 @@ def validate_messages_request(body: Any, *, count_tokens: bool = False) -> None:
         if not isinstance(m, dict):
             raise InvalidRequestError(f"messages.{i}: Input should be an object")
         role = m.get("role")
-        if role not in ROLES and role not in LENIENT_ROLES:
+        if not isinstance(role, str) or (role not in ROLES and role not in LENIENT_ROLES):
             raise InvalidRequestError(
                 f"messages.{i}.role: Input should be 'user' or 'assistant' (got {role!r})",
                 param=f"messages.{i}.role",

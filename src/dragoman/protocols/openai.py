@@ -69,7 +69,7 @@ def validate_chat_request(body: Any) -> None:
         if not isinstance(m, dict):
             raise InvalidRequestError(f"messages[{i}]: Input should be an object")
         role = m.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise InvalidRequestError(
                 f"messages[{i}].role: Input should be 'system', 'developer', 'user', "
                 f"'assistant' or 'tool' (got {role!r})",
