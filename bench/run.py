@@ -381,6 +381,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for k in NUMERIC:
             agg[k] = med([r[k] for r in rs if isinstance(r.get(k), int | float)])
+        agg["sut_core_others"] = max(0.0, agg["sut_core_others"])  # rounding can go below 0
         out.append(agg)
     # ratios and added TTFT
     index = {(a["target"], a["path"], a["mode"]): a for a in out}
@@ -446,6 +447,25 @@ def table(aggs: list[dict[str, Any]], pending: list[str]) -> str:
     for p in pending:
         lines.append(f"| dragoman | {p} | all | – | pending | | | | | | | | | | | |")
     return head + "\n".join(lines) + "\n"
+
+
+def render(
+    a: dict[str, Any], info: dict[str, str], aggs: list[dict[str, Any]], pending: list[str]
+) -> str:
+    pin_note = (
+        f"SUT on core {a['sut_cpu']}, upstream + load on core {a['aux_cpu']}"
+        if a["sut_cpu"] is not None
+        else "not pinned"
+    )
+    return (
+        f"Medians of {a['repeat']} round(s), {a['duration']:g} s per scenario after "
+        f"{a['warmup']:g} s warm-up; json/stream at {a['concurrency']} connections; slow "
+        f"upstream = {a['first_delay_ms']:g} ms to first byte, {a['chunk_delay_ms']:g} ms "
+        f"between events, {a['chunks']} deltas; {pin_note}.\n"
+        f"Machine: {info['cpus']} × {info['cpu']}, Linux {info['kernel']}, Python "
+        f"{info['python']}, aiohttp {info['aiohttp']}, uvloop {info['uvloop']}, "
+        f"orjson {info['orjson']}.\n\n" + table(aggs, pending)
+    )
 
 
 def write_profile(prof: Path, out: Path) -> None:
@@ -537,7 +557,12 @@ def main() -> None:
         "results/dragoman.prof and results/dragoman_profile.txt",
     )
     p.add_argument("--out", default=str(RESULTS / "latest"), help="writes OUT.md and OUT.json")
+    p.add_argument("--report", metavar="JSON", help="only re-print the tables of a saved run")
     args = p.parse_args()
+    if args.report:
+        saved = json.loads(Path(args.report).read_text())
+        print(render(saved["args"], saved["machine"], aggregate(saved["runs"]), saved["pending"]))
+        return
     # `kill PID` should stop the servers we started too (the finally clause below)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.quick:
@@ -632,20 +657,7 @@ def main() -> None:
     if args.profile and prof.exists():
         write_profile(prof, RESULTS / "dragoman_profile.txt")
     info = machine()
-    pin_note = (
-        f"SUT on core {args.sut_cpu}, upstream + load on core {args.aux_cpu}"
-        if args.sut_cpu is not None
-        else "not pinned"
-    )
-    md = (
-        f"Medians of {args.repeat} round(s), {args.duration:g} s per scenario after "
-        f"{args.warmup:g} s warm-up; json/stream at {args.concurrency} connections; slow "
-        f"upstream = {args.first_delay_ms:g} ms to first byte, {args.chunk_delay_ms:g} ms "
-        f"between events, {args.chunks} deltas; {pin_note}.\n"
-        f"Machine: {info['cpus']} × {info['cpu']}, Linux {info['kernel']}, Python "
-        f"{info['python']}, aiohttp {info['aiohttp']}, uvloop {info['uvloop']}, "
-        f"orjson {info['orjson']}.\n\n" + table(aggs, pending)
-    )
+    md = render(vars(args), info, aggs, pending)
     print(md)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,7 @@ from .protocols.sse import SSEParser, anthropic_frame, openai_frame
 from .providers import Provider, UpstreamReply, UpstreamStream, make_provider
 from .providers.anthropic import AnthropicProvider
 from .providers.openai import OpenAIProvider
+from .relay import AnthropicRelay, OpenAIRelay
 from .routing.deployments import (
     COOLING_ERRORS,
     CoolingOverloadedError,
@@ -623,7 +624,7 @@ class Engine:
         error: str | None = None
         try:
             if prep.mode == "pass_a":
-                relay_a = _AnthropicRelay(usage)
+                relay_a = AnthropicRelay(usage)
                 yield first
                 relay_a.feed(first)
                 async for chunk in rest:
@@ -634,7 +635,7 @@ class Engine:
                     error = "upstream stream ended early"
                     yield tail
             elif prep.mode == "pass_o":
-                relay_o = _OpenAIRelay(usage, prep.inject_usage)
+                relay_o = OpenAIRelay(usage, prep.inject_usage)
                 out = relay_o.feed(first)
                 if out:
                     yield out
@@ -751,109 +752,6 @@ class Engine:
 
 
 # -- stream relays (pass-through paths) ---------------------------------------------------------
-
-
-class _AnthropicRelay:
-    """Watches an Anthropic stream going by: usage, completeness, errors."""
-
-    __slots__ = ("delta_bytes", "errored", "parser", "stopped", "usage")
-
-    def __init__(self, usage: Usage) -> None:
-        self.parser = SSEParser()
-        self.usage = usage
-        self.stopped = False
-        self.errored = False
-        self.delta_bytes = 0
-
-    def feed(self, chunk: bytes) -> None:
-        for ev in self.parser.feed(chunk):
-            name = ev.event
-            if name == "content_block_delta":
-                self.delta_bytes += max(len(ev.data) - 70, 1)
-            elif name == "message_start":
-                msg = orjson.loads(ev.data).get("message") or {}
-                self.usage.merge_anthropic(msg.get("usage") or {})
-            elif name == "message_delta":
-                self.usage.merge_anthropic(orjson.loads(ev.data).get("usage") or {})
-            elif name == "message_stop":
-                self.stopped = True
-            elif name == "error":
-                self.errored = True
-
-    def finish(self) -> bytes:
-        """Bytes to send at upstream EOF: an error event if the stream ended incomplete."""
-        if self.stopped or self.errored:
-            return b""
-        if self.usage.output_tokens == 0 and self.delta_bytes:
-            self.usage.output_tokens = self.delta_bytes // 3 + 1
-            self.usage.estimated = True
-        return anthropic_frame(
-            "error",
-            {
-                "type": "error",
-                "error": {"type": "api_error", "message": "upstream stream ended early"},
-            },
-        )
-
-
-class _OpenAIRelay:
-    """Relays OpenAI chunks, reading usage and hiding the usage chunk we asked for ourselves."""
-
-    __slots__ = ("content_bytes", "done", "error", "inject", "parser", "usage")
-
-    def __init__(self, usage: Usage, inject: bool) -> None:
-        self.parser = SSEParser()
-        self.usage = usage
-        self.inject = inject
-        self.done = False
-        self.error: str | None = None
-        self.content_bytes = 0
-
-    def feed(self, chunk: bytes) -> bytes:
-        out = b""
-        for ev in self.parser.feed(chunk):
-            data = ev.data
-            if data == "[DONE]":
-                self.done = True
-                out += ev.raw
-                continue
-            if '"usage":{' in data or '"error"' in data:
-                obj = orjson.loads(data)
-                if "error" in obj and "choices" not in obj:
-                    self.error = str((obj.get("error") or {}).get("message") or "upstream error")
-                elif obj.get("usage"):
-                    _copy_usage(self.usage, Usage.from_openai(obj["usage"]))
-                    if self.inject and not obj.get("choices"):
-                        continue
-            else:
-                self.content_bytes += len(data)
-            out += ev.raw
-        return out
-
-    def finish(self) -> bytes:
-        if self.done:
-            return b""
-        if self.usage.output_tokens == 0 and self.content_bytes:
-            self.usage.output_tokens = self.content_bytes // 40 + 1
-            self.usage.estimated = True
-        if self.error is not None:
-            return b""
-        err = {
-            "error": {
-                "message": "upstream stream ended early",
-                "type": "server_error",
-                "param": None,
-                "code": None,
-            }
-        }
-        return openai_frame(err)
-
-
-def _copy_usage(dst: Usage, src: Usage) -> None:
-    dst.input_tokens = src.input_tokens
-    dst.output_tokens = src.output_tokens
-    dst.cache_creation_input_tokens = src.cache_creation_input_tokens
-    dst.cache_read_input_tokens = src.cache_read_input_tokens
 
 
 async def _legacy_stream(gen: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -25,10 +25,24 @@ LATENCY = Histogram(
 )
 
 
+#: labelled children, looked up once (``labels()`` takes a lock and builds tuples each call)
+_requests: dict[tuple[str, str, int, bool], Any] = {}
+_latency: dict[str, Any] = {}
+
+
 def observe(dialect: str, result: Result, t0: float) -> None:
     model = result.headers.get("x-dragoman-model", "")
-    REQUESTS.labels(dialect, model, str(result.status), "1" if result.stream else "0").inc()
-    LATENCY.labels(dialect).observe(time.perf_counter() - t0)
+    key = (dialect, model, result.status, result.stream is not None)
+    child = _requests.get(key)
+    if child is None:
+        child = _requests[key] = REQUESTS.labels(
+            dialect, model, str(result.status), "1" if result.stream is not None else "0"
+        )
+    child.inc()
+    lat = _latency.get(dialect)
+    if lat is None:
+        lat = _latency[dialect] = LATENCY.labels(dialect)
+    lat.observe(time.perf_counter() - t0)
 
 
 async def handler(request: web.Request) -> web.Response:
