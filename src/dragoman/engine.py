@@ -19,7 +19,6 @@ import email.utils
 import logging
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +33,7 @@ from .errors import (
     InvalidRequestError,
     OverloadedError,
 )
+from .ids import request_id
 from .protocols import anthropic as pa
 from .protocols import openai as po
 from .protocols.sse import SSEParser, anthropic_frame, openai_frame
@@ -867,4 +867,4 @@ def _is_content_refusal(err: DragomanError) -> bool:
 
 
 def _rid() -> str:
-    return "req_" + uuid.uuid4().hex
+    return request_id()

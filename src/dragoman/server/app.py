@@ -24,6 +24,7 @@ from ..errors import (
     RequestTooLargeError,
     ServerError,
 )
+from ..ids import request_id
 from ..protocols import anthropic as pa
 from ..protocols import openai as po
 from ..protocols.sse import SSE_HEADERS
@@ -84,7 +85,7 @@ def _client_key(request: web.Request) -> str | None:
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request[REQUEST_ID] = "req_" + _rid()
+    request[REQUEST_ID] = request_id()
     try:
         return await handler(request)
     except DragomanError as err:
@@ -107,12 +108,6 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(request, ServerError("internal error in the gateway"))
-
-
-def _rid() -> str:
-    import uuid
-
-    return uuid.uuid4().hex
 
 
 class Auth:
