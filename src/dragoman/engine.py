@@ -19,7 +19,7 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ from .protocols.sse import SSEParser, anthropic_frame, openai_frame
 from .providers import Provider, UpstreamReply, UpstreamStream, make_provider
 from .providers.anthropic import AnthropicProvider
 from .providers.openai import OpenAIProvider
-from .relay import AnthropicRelay, OpenAIRelay
+from .relay import AnthropicRelay, OpenAIRelay, PrimedStream
 from .routing.deployments import (
     COOLING_ERRORS,
     CoolingOverloadedError,
@@ -545,8 +545,12 @@ class Engine:
                 gen = self._relay(call, prep, up, first, chunks, dep)
                 if call.legacy:
                     gen = _legacy_stream(gen)
+                # From here the relay owns the connection, the in-flight count and the ledger
+                # settlement. Start it now: a generator that never started would not run its
+                # cleanup when closed (say, the client left before the first byte).
                 handed_off = True
-                return Result(200, self._headers(call, route, dep, stream=True), stream=gen)
+                stream = await PrimedStream.start(gen)
+                return Result(200, self._headers(call, route, dep, stream=True), stream=stream)
             rep = await _guard(prov.request("POST", prep.path, prep.body, prep.headers))
             if rep.status >= 300:
                 raise self._upstream_error(prov, rep)
@@ -617,7 +621,7 @@ class Engine:
         first: bytes,
         rest: AsyncIterator[bytes],
         dep: Deployment,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Upstream stream -> client stream, in the client's dialect, chunk by chunk."""
         usage = Usage()
         status = 200
@@ -754,7 +758,7 @@ class Engine:
 # -- stream relays (pass-through paths) ---------------------------------------------------------
 
 
-async def _legacy_stream(gen: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _legacy_stream(gen: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
     """Chat chunks -> legacy text_completion chunks."""
     conv = ChatToCompletionStream()
     parser = SSEParser()

@@ -8,6 +8,8 @@ look inside only the few events that carry usage or an ending.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+
 import orjson
 
 from .accounting.usage import Usage
@@ -157,3 +159,38 @@ class OpenAIRelay:
                 }
             }
         )
+
+
+class PrimedStream:
+    """An async byte stream whose first item is already computed.
+
+    Closing it always closes the generator underneath, which has started, so its ``finally``
+    (upstream connection, in-flight count, ledger) runs even if nobody reads a byte.
+    """
+
+    __slots__ = ("_first", "_gen")
+
+    def __init__(self, first: bytes | None, gen: AsyncGenerator[bytes, None]) -> None:
+        self._first = first
+        self._gen = gen
+
+    @classmethod
+    async def start(cls, gen: AsyncGenerator[bytes, None]) -> PrimedStream:
+        try:
+            first: bytes | None = await gen.__anext__()
+        except StopAsyncIteration:
+            first = None
+        return cls(first, gen)
+
+    def __aiter__(self) -> PrimedStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        self._first = None
+        await self._gen.aclose()
