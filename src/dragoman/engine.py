@@ -454,6 +454,7 @@ class Engine:
             # an OpenAI client that names no max_tokens gets the model's whole output budget,
             # never a silent 4096 cut (failure catalogue #13)
             default_max_tokens=mc.default_max_tokens or mc.max_output_tokens or 4096,
+            input_tokens_estimate=call.input_estimate(),
         )
 
     def _prepare(self, call: Call, route: ModelRoute, dep: Deployment) -> Prepared:

@@ -487,7 +487,9 @@ def anthropic_to_openai_request(
     out: dict[str, Any] = {"model": target.model, "messages": messages}
 
     # ---- generation parameters
-    est = estimate_anthropic_request_tokens(body)
+    est = target.input_tokens_estimate
+    if est is None:
+        est = estimate_anthropic_request_tokens(body)
     mt = body.get("max_tokens")
     if isinstance(mt, int) and not isinstance(mt, bool):
         if target.max_output_tokens:

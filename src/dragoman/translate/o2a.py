@@ -410,7 +410,11 @@ def openai_to_anthropic_request(
         requested_model=target.requested_model,
         stop_sequences=stops,
         include_usage=include_usage,
-        input_tokens_estimate=estimate_openai_request_tokens(body),
+        input_tokens_estimate=(
+            estimate_openai_request_tokens(body)
+            if target.input_tokens_estimate is None
+            else target.input_tokens_estimate
+        ),
     )
     return out, rctx
 
