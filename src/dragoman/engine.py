@@ -113,6 +113,8 @@ class Call:
     request_id: str
     key: Any = None
     legacy: bool = False
+    #: the client's raw query string (``beta=true``), relayed on Anthropic pass-through
+    query: str = ""
     stream: bool = False
     requested_model: str = ""
     decision: Decision | None = None
@@ -186,10 +188,12 @@ class Engine:
         *,
         key: Any = None,
         request_id: str | None = None,
+        query: str = "",
     ) -> Result:
         """An Anthropic Messages request (``POST /v1/messages``)."""
         pa.validate_messages_request(body)
-        return await self._handle(Call(ANTHROPIC, body, headers or {}, request_id or _rid(), key))
+        call = Call(ANTHROPIC, body, headers or {}, request_id or _rid(), key, query=query)
+        return await self._handle(call)
 
     async def chat(
         self,
@@ -218,7 +222,12 @@ class Engine:
         return await self._handle(call)
 
     async def count_tokens(
-        self, body: Any, headers: Mapping[str, str] | None = None, *, key: Any = None
+        self,
+        body: Any,
+        headers: Mapping[str, str] | None = None,
+        *,
+        key: Any = None,
+        query: str = "",
     ) -> dict[str, Any]:
         """``POST /v1/messages/count_tokens``: the upstream's count when it has one."""
         pa.validate_messages_request(body, count_tokens=True)
@@ -234,9 +243,8 @@ class Engine:
             if isinstance(prov, AnthropicProvider):
                 b = strip_synthetic_thinking(dict(body))
                 b["model"] = dep.upstream_model
-                rep = await prov.request(
-                    "POST", prov.count_tokens_path, orjson.dumps(b), prov.headers_for(headers)
-                )
+                path = prov.count_tokens_path + (f"?{query}" if query else "")
+                rep = await prov.request("POST", path, orjson.dumps(b), prov.headers_for(headers))
                 if rep.status == 200:
                     return dict(orjson.loads(rep.body))
                 log.warning(
@@ -477,9 +485,8 @@ class Engine:
             if isinstance(prov, AnthropicProvider):
                 b = strip_synthetic_thinking(dict(call.body))
                 b["model"] = dep.upstream_model
-                return Prepared(
-                    "pass_a", prov.messages_path, orjson.dumps(b), prov.headers_for(call.headers)
-                )
+                path = prov.messages_path + (f"?{call.query}" if call.query else "")
+                return Prepared("pass_a", path, orjson.dumps(b), prov.headers_for(call.headers))
             assert isinstance(prov, OpenAIProvider)
             o, rctx = anthropic_to_openai_request(call.body, self._target(call, route, dep))
             return Prepared("a2o", prov.chat_path, orjson.dumps(o), prov.headers_for(), rctx)

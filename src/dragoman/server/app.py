@@ -177,7 +177,11 @@ def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
         body = await _json_body(request)
         t0 = time.perf_counter()
         result = await engine.messages(
-            body, request.headers, key=key, request_id=request[REQUEST_ID]
+            body,
+            request.headers,
+            key=key,
+            request_id=request[REQUEST_ID],
+            query=request.query_string,
         )
         metrics.observe(ANTHROPIC, result, t0)
         return await _respond(request, result, ANTHROPIC)
@@ -185,7 +189,7 @@ def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
     async def count_tokens(request: web.Request) -> web.StreamResponse:
         key = await auth.check(request)
         body = await _json_body(request)
-        got = await engine.count_tokens(body, request.headers, key=key)
+        got = await engine.count_tokens(body, request.headers, key=key, query=request.query_string)
         return web.Response(body=orjson.dumps(got), content_type="application/json")
 
     async def chat(request: web.Request) -> web.StreamResponse:
