@@ -15,7 +15,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from tests.e2e.harness import KEY, Stack
 from tests.fakes import ChatReply
 
