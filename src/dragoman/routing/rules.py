@@ -1,5 +1,5 @@
-"""Where a request goes: aliases, scenario rules, vision routing — with the reasons, for
-``dragoman route`` and the ``x-dragoman-route`` header."""
+"""Where a request goes: aliases, scenario rules, vision routing, with the reasons (which
+``dragoman route`` prints)."""
 
 from __future__ import annotations
 
