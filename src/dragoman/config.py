@@ -181,11 +181,6 @@ class StoreConfig(_Strict):
     enabled: bool = True
 
 
-class StateConfig(_Strict):
-    #: "memory" (one process) or a redis:// URL (many processes)
-    url: str = "memory"
-
-
 class BudgetConfig(_Strict):
     scope: Literal["key", "team", "model", "provider", "global"] = "global"
     #: key id/alias, team, model or provider name (not for global)
@@ -212,7 +207,6 @@ class Config(_Strict):
     default_model: str | None = None
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
-    state: StateConfig = Field(default_factory=StateConfig)
     accounting: AccountingConfig = Field(default_factory=AccountingConfig)
     #: where this config came from (for messages); not a YAML key
     source: str = Field(default="<dict>", exclude=True)
