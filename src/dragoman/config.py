@@ -118,6 +118,9 @@ class ModelConfig(_Strict):
     #: default ``max_tokens`` when an OpenAI client sends none to an Anthropic backend
     default_max_tokens: int | None = None
     vision: bool = True
+    #: the model takes reasoning switches (``reasoning_effort``, vLLM's ``enable_thinking``);
+    #: unset: yes, except on ``flavor: openai`` providers for non-reasoning model ids
+    reasoning: bool | None = None
     #: model used for requests that carry images when this one has ``vision: false``
     vision_model: str | None = None
     strategy: Literal["weighted", "least_inflight", "lowest_latency"] = "weighted"

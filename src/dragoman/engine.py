@@ -463,6 +463,7 @@ class Engine:
             # never a silent 4096 cut (failure catalogue #13)
             default_max_tokens=mc.default_max_tokens or mc.max_output_tokens or 4096,
             input_tokens_estimate=call.input_estimate(),
+            reasoning=_reasons(mc.reasoning, pc.flavor, dep.upstream_model),
         )
 
     def _prepare(self, call: Call, route: ModelRoute, dep: Deployment) -> Prepared:
@@ -876,6 +877,19 @@ def _is_context_overflow(err: DragomanError) -> bool:
 def _is_content_refusal(err: DragomanError) -> bool:
     m = err.message.lower()
     return "refused" in m or "content policy" in m or "content_filter" in m or "safety" in m
+
+
+_REASONING_IDS = ("o1", "o3", "o4", "gpt-5", "gpt-oss")
+
+
+def _reasons(configured: bool | None, flavor: str, model: str) -> bool:
+    """Whether to send reasoning switches: as configured, else yes except to api.openai.com
+    models that are not reasoning models (they 400 on ``reasoning_effort``)."""
+    if configured is not None:
+        return configured
+    if flavor == "openai":
+        return model.lower().startswith(_REASONING_IDS)
+    return True
 
 
 def _rid() -> str:

@@ -55,6 +55,7 @@ def base_config(
                 "max_output_tokens": 8192,
             },
             "gpt-4.1": {"provider": "oai", "context_window": 128000},
+            "o4-mini": {"provider": "oai", "context_window": 200000},
             "llama": {"provider": "ollama", "model": "qwen3:8b", "context_window": 32768},
         },
         "aliases": {"claude": "claude-sonnet-4-5", "claude-*": "coder"},

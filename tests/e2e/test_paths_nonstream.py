@@ -397,3 +397,22 @@ def test_legacy_completions(stack: Stack, model: str) -> None:
 def test_anthropic_sdk_errors_are_typed(stack: Stack) -> None:
     with pytest.raises(anthropic.NotFoundError):
         stack.anthropic().models.retrieve("does-not-exist-and-no-pattern")
+
+
+@pytest.mark.parametrize(("model", "sends_effort"), [("gpt-4.1", False), ("o4-mini", True)])
+def test_claude_code_thinking_to_openai_models(
+    stack: Stack, model: str, sends_effort: bool
+) -> None:
+    """Claude Code sends adaptive thinking + effort to every model; api.openai.com rejects
+    reasoning_effort on non-reasoning models, so it only reaches reasoning ones."""
+    msg = stack.anthropic().messages.create(
+        model=model,
+        max_tokens=1000,
+        messages=[{"role": "user", "content": "hi"}],
+        thinking={"type": "adaptive"},  # type: ignore[typeddict-item]
+        extra_body={"output_config": {"effort": "high"}},
+    )
+    assert msg.content[0].type == "text"
+    sent = stack.oai.last_request.body
+    assert ("reasoning_effort" in sent) is sends_effort
+    assert "thinking" not in sent and "output_config" not in sent

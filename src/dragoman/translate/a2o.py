@@ -550,7 +550,9 @@ def anthropic_to_openai_request(
     if not isinstance(output_config, dict):
         output_config = {}
     ttype = thinking.get("type") if isinstance(thinking, dict) else None
-    if ttype in ("enabled", "adaptive"):
+    if not target.reasoning:
+        pass  # the model takes no reasoning switches (Claude Code sends them to every model)
+    elif ttype in ("enabled", "adaptive"):
         effort: str | None = None
         oc_effort = output_config.get("effort")
         if isinstance(oc_effort, str) and oc_effort:

@@ -30,6 +30,9 @@ class Target:
     reasoning_field: str = "reasoning"
     #: default max_tokens for OpenAI clients reaching an Anthropic backend without one
     default_max_tokens: int = 4096
+    #: the upstream model reasons (accepts ``reasoning_effort`` / thinking switches); False
+    #: drops them, e.g. for api.openai.com models that reject ``reasoning_effort``
+    reasoning: bool = True
     #: the caller's estimate of the client request's prompt tokens, when it already has one
     #: (the engine computes it once for routing and the ledger; translators reuse it)
     input_tokens_estimate: int | None = None
