@@ -548,7 +548,9 @@ class Engine:
                     up.close()
                     raise early
                 ttfb = time.perf_counter() - t0
-                self.health.success(dep, ttfb)
+                # healthy again only once the stream completes (see _relay): a stream that
+                # breaks half-way is a failure, even though its first byte came
+                self.health.first_byte(dep, ttfb)
                 call.route, call.deployment = route, dep
                 call.ttft = time.perf_counter() - call.started
                 gen = self._relay(call, prep, up, first, chunks, dep)
@@ -678,7 +680,7 @@ class Engine:
                         yield tr.feed(orjson.loads(ev.data))
                 yield tr.finish()
                 usage = tr.usage
-                if not tr.done:
+                if tr.failed:
                     error = "upstream stream failed"
             else:
                 assert prep.rctx is not None
@@ -694,6 +696,8 @@ class Engine:
                         yield buf
                 yield tr2.finish()
                 usage = tr2.usage
+                if tr2.failed:
+                    error = "upstream stream failed"
         except DragomanError as err:
             status, error = err.status, err.message
             if prep.mode in ("pass_a", "a2o"):
@@ -706,6 +710,12 @@ class Engine:
         finally:
             up.close()
             dep.inflight -= 1
+            if error is None:
+                self.health.success(dep, None)
+            elif status != 499:
+                # a stream that broke after it started counts against the deployment's health
+                # (like a connection error: towards allowed_fails, not an instant cooldown)
+                self.health.failure(dep, None, f"stream broke: {error}", None)
             if prep.mode == "a2o" and error is not None and "tr" in locals():
                 usage = tr.usage
             await self._settle(call, usage, status, error)

@@ -298,3 +298,24 @@ def test_client_disconnect_closes_upstream_at_once(
     while dep.inflight and time.monotonic() < deadline:
         time.sleep(0.02)
     assert dep.inflight == 0
+
+
+def test_broken_streams_count_against_deployment_health(stack: Stack) -> None:
+    """Streams that break after they started are failures of the deployment: enough of them
+    in the window cool it down (allowed_fails, default 3)."""
+    dep = stack.engine.models.get("coder").deployments[0]
+    for _ in range(3):
+        stack.vllm.enqueue(ChatReply(content="a long answer " * 10, cut_after=4))
+        http.post(
+            stack.url + "/v1/messages",
+            body={
+                "model": "coder",
+                "max_tokens": 100,
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+            headers={"x-api-key": KEY},
+        )
+    states = http.get(stack.url + "/health").json()["deployments"]["coder"]
+    assert states[0]["state"] == "cooldown", states
+    assert "stream broke" in (dep.last_error or "")

@@ -83,9 +83,14 @@ class Health:
         self.cfg = cfg
         self.clock = clock
 
+    def first_byte(self, d: Deployment, ttfb: float) -> None:
+        """The upstream answered (moving average of time to first byte, for lowest_latency)."""
+        d.latency_ewma = ttfb if d.latency_ewma is None else 0.8 * d.latency_ewma + 0.2 * ttfb
+
     def success(self, d: Deployment, ttfb: float | None) -> None:
+        """A complete answer: the deployment is healthy again."""
         if ttfb is not None:
-            d.latency_ewma = ttfb if d.latency_ewma is None else 0.8 * d.latency_ewma + 0.2 * ttfb
+            self.first_byte(d, ttfb)
         d.failures.clear()
         d.cooldown_until = 0.0  # it answered: whatever cooled it down is over
 
