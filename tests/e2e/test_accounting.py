@@ -445,3 +445,37 @@ def _swallow(fn: Any) -> None:
         fn()
     except Exception:
         pass
+
+
+def test_graceful_stop_loses_no_usage_row(tmp_path: Path) -> None:
+    """Rows wait in the writer's queue (flush interval 60 s); SIGTERM flushes them all."""
+    url = f"sqlite:///{tmp_path}/stop.db"
+    with FakeOpenAI("vllm") as up:
+        cfg = tmp_path / "stop.yaml"
+        cfg.write_text(
+            f"auth: {{keys: ['{KEY}']}}\n"
+            "providers:\n"
+            f"  vllm: {{kind: openai, base_url: '{up.base_url}', api_key: '{up.api_key}'}}\n"
+            "models:\n  coder: {provider: vllm, model: qwen3-coder, context_window: 32768}\n"
+            f"store: {{url: '{url}', flush_interval: 60, batch_size: 1000}}\n"
+        )
+        port = _free_port()
+        proc = _start_server(cfg, port)
+        try:
+            for i in range(20):
+                r = http.post(
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    {
+                        "model": "coder",
+                        "stream": i % 2 == 0,
+                        "messages": [{"role": "user", "content": "x"}],
+                    },
+                    {"x-api-key": KEY},
+                )
+                assert r.status == 200
+            assert query(url, "SELECT COUNT(*) FROM usage")[0][0] == 0  # still queued
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+    assert query(url, "SELECT COUNT(*) FROM usage")[0][0] == 20
+    assert query(url, "SELECT COUNT(*) FROM ledger WHERE status = 'confirmed'")[0][0] == 20
