@@ -32,6 +32,7 @@ from .errors import (
     DragomanError,
     InvalidRequestError,
     OverloadedError,
+    ServerError,
 )
 from .ids import request_id
 from .protocols import anthropic as pa
@@ -595,10 +596,24 @@ class Engine:
         """Non-streamed upstream body -> client body, usage, and whether it was a refusal."""
         try:
             resp = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            err = OverloadedError("upstream answered 200 with a body that is not JSON")
+            if not isinstance(resp, dict):
+                raise TypeError(f"a JSON {type(resp).__name__}, not an object")
+            return self._finish_unchecked(call, prep, raw, resp)
+        except DragomanError:
+            raise
+        except (orjson.JSONDecodeError, TypeError, ValueError, KeyError, AttributeError) as e:
+            # the upstream said 200 but sent something that is not an answer: a bad gateway,
+            # never a 500 of ours (and worth another deployment)
+            log.warning("unreadable upstream answer for %s: %r", call.request_id, e)
+            err = OverloadedError(f"upstream answered 200 with a body dragoman cannot read: {e}")
+            err.status = 502
+            err.type = "api_error"
             err.connection_error = True
             raise err from None
+
+    def _finish_unchecked(
+        self, call: Call, prep: Prepared, raw: bytes, resp: dict[str, Any]
+    ) -> tuple[bytes, Usage, bool]:
         if prep.mode == "pass_a":
             return (
                 raw,
@@ -698,7 +713,14 @@ class Engine:
                 usage = tr2.usage
                 if tr2.failed:
                     error = "upstream stream failed"
-        except DragomanError as err:
+        except (DragomanError, orjson.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
+            # an upstream failure mid-stream, or an event we cannot read: the client gets an
+            # error in its dialect, never a stream that just stops
+            err = (
+                exc
+                if isinstance(exc, DragomanError)
+                else ServerError(f"upstream sent an event dragoman cannot read: {exc!r}")
+            )
             status, error = err.status, err.message
             if prep.mode in ("pass_a", "a2o"):
                 yield anthropic_frame("error", pa.error_event(err))

@@ -203,3 +203,28 @@ def test_clamped_max_tokens_avoid_overflow(stack: Stack) -> None:
     assert r.status == 200, r.body
     sent = stack.vllm.last_request.body
     assert sent["max_tokens"] <= 8192
+
+
+@pytest.mark.parametrize("body", [b"<html>proxy error</html>", b"[1, 2]", b'{"choices": 7}'])
+def test_unreadable_upstream_answer_is_502_not_500(stack: Stack, body: bytes) -> None:
+    stack.vllm.enqueue(OpenAIErrorReply(status=200, body=body))
+    r = http.post(stack.url + "/v1/messages", MSG, A_HEADERS)
+    assert r.status == 502, r.body
+    assert a_err(r)["type"] == "api_error"
+    assert b"internal error in the gateway" not in r.body
+
+
+def test_unreadable_stream_event_becomes_error_event(stack: Stack) -> None:
+    from tests.fakes import RawStream
+
+    stack.vllm.enqueue(
+        RawStream(
+            b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+            b'"choices":[{"index":0,"delta":{"role":"assistant","content":"hi"}}]}\n\n'
+            b"data: {this is not json}\n\n"
+        )
+    )
+    r = http.post(stack.url + "/v1/messages", {**MSG, "stream": True}, A_HEADERS)
+    assert r.status == 200
+    names = [e.event for e in r.events()]
+    assert names[-1] == "error" and "message_stop" not in names
