@@ -19,9 +19,10 @@ import datetime as _dt
 import logging
 import time
 from collections import defaultdict
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, bindparam
+from sqlalchemy import Boolean, DateTime, Table, bindparam
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger("dragoman.accounting")
@@ -56,6 +57,7 @@ class BatchWriter:
         self._task: asyncio.Task[None] | None = None
         self._last_drop_log = 0.0
         self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._fix: dict[tuple[str, tuple[str, ...]], tuple[int, ...]] = {}
 
     def start(self) -> None:
         if self._task is None:
@@ -178,9 +180,27 @@ class BatchWriter:
         if sql is None:
             stmt = table.insert().values({c: bindparam(c) for c in cols})
             sql = self._sql[key] = str(stmt.compile(dialect=self.engine.dialect))
-        if self.engine.dialect.name == "sqlite":
-            return sql, [tuple(_sqlite_value(r[c]) for c in cols) for r in rows]
-        return sql, [tuple(r[c] for c in cols) for r in rows]
+        getter = itemgetter(*cols)
+        if len(cols) == 1:
+            return sql, [(getter(r),) for r in rows]
+        if self.engine.dialect.name != "sqlite":
+            return sql, [getter(r) for r in rows]
+        # only DateTime / Boolean columns need converting for SQLite: find them once
+        fix = self._fix.get(key)
+        if fix is None:
+            fix = self._fix[key] = tuple(
+                i for i, c in enumerate(cols) if isinstance(table.c[c].type, DateTime | Boolean)
+            )
+        out: list[tuple[Any, ...]] = []
+        for r in rows:
+            vals = getter(r)
+            if fix:
+                lst = list(vals)
+                for i in fix:
+                    lst[i] = _sqlite_value(lst[i])
+                vals = tuple(lst)
+            out.append(vals)
+        return sql, out
 
     async def _write_each(self, batch: list[tuple[Table, dict[str, Any]]]) -> None:
         """Last resort: one transaction per row, so one bad row does not lose the others."""
