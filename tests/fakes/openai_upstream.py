@@ -354,9 +354,10 @@ def error_body(
     if mode == "ollama":
         etype = type or ("invalid_request_error" if status < 500 else "api_error")
         return {"error": {"message": message, "type": etype, "param": param, "code": code}}
-    if mode == "deepseek":  # "code" repeats the type
+    if mode == "deepseek":  # "code" is "invalid_request_error" whatever the type (401 too)
         etype = type or ("invalid_request_error" if status < 500 else "internal_error")
-        return {"error": {"message": message, "type": etype, "param": param, "code": etype}}
+        dcode = "invalid_request_error" if status < 500 else etype
+        return {"error": {"message": message, "type": etype, "param": param, "code": dcode}}
     if mode == "sglang":  # SGLang's ErrorResponse, not wrapped in "error"
         etype = type or VLLM_ERROR_TYPES.get(status, "InternalServerError")
         return {
@@ -382,8 +383,8 @@ class FakeOpenAI(FakeUpstream):
     ``models`` / ``accept_any_model``; ``max_model_len`` (also what the detection endpoints
     report: vLLM/SGLang ``max_model_len`` in ``/v1/models``, llama.cpp ``n_ctx`` in ``/props``,
     Ollama ``<arch>.context_length`` in ``/api/show``); ``reasoning_field`` ("reasoning" or
-    "reasoning_content"; default: the mode's); ``detectable`` (False: the detection endpoints
-    answer 404, as a server that is none of the known ones);
+    "reasoning_content"; default: the mode's); ``detectable`` (False: no detection endpoint,
+    no ``owned_by``/``max_model_len`` that give the server away: one no flavor describes);
     ``strict_system_first``; ``strict_alternation``; ``strict_tool_pairing``;
     ``reject_empty_tools``; ``auto_tool_choice`` (vLLM ``--enable-auto-tool-choice``);
     ``emit_stop_reason`` (vLLM's per-choice ``stop_reason``); ``validate``."""
@@ -534,9 +535,10 @@ class FakeOpenAI(FakeUpstream):
         if token == self.api_key:
             return
         if self.mode == "deepseek":
-            shown = "****" + (token or "")[-4:]
             raise OpenAIError(
-                f"Authentication Fails, Your api key: {shown} is invalid",
+                f"Authentication Fails, Your api key: ****{token[-4:]} is invalid"
+                if token
+                else "Authentication Fails (auth header format should be Bearer sk-...)",
                 401,
                 type="authentication_error",
             )
@@ -1235,8 +1237,10 @@ class FakeOpenAI(FakeUpstream):
             "id": model_id,
             "object": "model",
             "created": CREATED,
-            "owned_by": OWNED_BY[self.mode],
+            "owned_by": OWNED_BY[self.mode] if self.detectable else "organization",
         }
+        if not self.detectable:
+            return obj
         if self.mode == "sglang":
             obj.update(root=model_id, parent=None, max_model_len=self.max_model_len)
         elif self.mode == "llamacpp":
