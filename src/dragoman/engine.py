@@ -539,15 +539,22 @@ class Engine:
             learned=det.reasoning_fields.get(model),
         )
 
-    def _room(self, call: Call, route: ModelRoute, dep: Deployment) -> int | None:
+    def _room(
+        self, call: Call, route: ModelRoute, dep: Deployment, body: dict[str, Any]
+    ) -> int | None:
         """Output tokens the model's window leaves after the prompt (the window configured,
         else reported by the server), for an OpenAI client's ``max_tokens: 128000`` (the Vercel
-        AI SDK's default for models it does not know). None: no window known, or the prompt
-        alone overflows it (the upstream then says so, with its own numbers)."""
+        AI SDK's default for models it does not know). None: nothing to lower: no window known,
+        no ``max_tokens``, or the prompt alone overflows it (the upstream then says so, with
+        its own numbers). The prompt is only estimated (~10 us) when the estimate is already
+        there (the ledger made it) or the output asked for takes over half the window."""
+        mt = body.get("max_tokens") or body.get("max_completion_tokens")
+        if not isinstance(mt, int):
+            return None
         window = route.config.context_window or self.detections[dep.provider.name].context_window(
             dep.upstream_model
         )
-        if not window:
+        if not window or (call.estimate is None and mt <= window // 2):
             return None
         room = window - call.input_estimate()
         return room if room >= 1 else None
@@ -589,9 +596,7 @@ class Engine:
                 caps,
                 reasoning_field=known,
                 pad_reasoning=reasoning_with_tool_calls(caps, dep.upstream_model, known or ""),
-                output_cap=self._room(call, route, dep)
-                if "max_tokens" in b or "max_completion_tokens" in b
-                else None,
+                output_cap=self._room(call, route, dep, b),
             )
             inject = False
             if call.stream:
@@ -764,9 +769,6 @@ class Engine:
         usage = Usage()
         status = 200
         error: str | None = None
-        if prep.mode in ("pass_o", "a2o"):
-            rest = self._learning(dep, rest)
-            self.detections[dep.provider.name].learn_from_chunk(dep.upstream_model, first)
         try:
             if prep.mode == "pass_a":
                 relay_a = AnthropicRelay(usage)
@@ -781,10 +783,18 @@ class Engine:
                     yield tail
             elif prep.mode == "pass_o":
                 relay_o = OpenAIRelay(usage, prep.inject_usage)
+                # note the field the server streams reasoning in: it comes first, so the first
+                # few chunks tell (until it is known for this deployment)
+                det, model = self.detections[dep.provider.name], dep.upstream_model
+                looking = (
+                    0 if model in det.reasoning_fields or det.learn_from_chunk(model, first) else 8
+                )
                 out = relay_o.feed(first)
                 if out:
                     yield out
                 async for chunk in rest:
+                    if looking:
+                        looking = 0 if det.learn_from_chunk(model, chunk) else looking - 1
                     out = relay_o.feed(chunk)
                     if out:
                         yield out
@@ -810,6 +820,10 @@ class Engine:
                         yield tr.feed(orjson.loads(ev.data))
                 yield tr.finish()
                 usage = tr.usage
+                if tr.reasoning_key:
+                    self.detections[dep.provider.name].learn_reasoning(
+                        dep.upstream_model, tr.reasoning_key
+                    )
                 if tr.failed:
                     error = "upstream stream failed"
             else:
@@ -856,18 +870,6 @@ class Engine:
             if prep.mode == "a2o" and error is not None and "tr" in locals():
                 usage = tr.usage
             await self._settle(call, usage, status, error)
-
-    async def _learning(
-        self, dep: Deployment, chunks: AsyncIterator[bytes]
-    ) -> AsyncGenerator[bytes, None]:
-        """``chunks`` unchanged, noting the reasoning field they carry until one is seen."""
-        det = self.detections[dep.provider.name]
-        model = dep.upstream_model
-        looking = model not in det.reasoning_fields
-        async for c in chunks:
-            if looking and det.learn_from_chunk(model, c):
-                looking = False
-            yield c
 
     # -- accounting --------------------------------------------------------------------------
 

@@ -71,6 +71,7 @@ def _config(f: Fakes) -> dict[str, Any]:
             "u": {"provider": "unknown", "model": "gpt-4.1"},
             "learn-s": {"provider": "learner", "model": "thinker-s"},
             "learn-n": {"provider": "learner", "model": "thinker-n"},
+            "learn-o": {"provider": "learner", "model": "thinker-o"},
             "a": {"provider": "anth", "model": "claude-sonnet-4-5"},
         },
         "routing": {"retries": {"max_retries": 0}},
@@ -277,8 +278,22 @@ def test_reasoning_field_learned_from_the_servers_answers(gw: ServerThread, fake
         assert final.content[-1].text == "18C in Paris."  # type: ignore[union-attr]
         assistant = fake.last_request.body["messages"][1]
         assert assistant["reasoning_content"] == "Use the tool." and "reasoning" not in assistant
+    # an OpenAI client's stream, passed through, teaches it too
+    fake.enqueue(ChatReply(reasoning="Hm.", content="Hi."))
+    chunks = list(
+        _o(gw).chat.completions.create(
+            model="learn-o",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hi."
     learned = http.get(gw.url + "/health").json()["flavors"]["learner"]["reasoning_fields"]
-    assert learned == {"thinker-s": "reasoning_content", "thinker-n": "reasoning_content"}
+    assert learned == {
+        "thinker-s": "reasoning_content",
+        "thinker-n": "reasoning_content",
+        "thinker-o": "reasoning_content",
+    }
 
 
 def test_a_server_down_at_start_is_asked_again_later() -> None:
