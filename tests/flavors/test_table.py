@@ -286,3 +286,11 @@ def test_adapt_chat_request() -> None:
     }
     out = adapt_chat_request(body, vllm, reasoning_field=None, pad_reasoning=False, output_cap=4000)
     assert out["reasoning_effort"] == "high" and out["max_completion_tokens"] == 10
+
+
+def test_docs_table_lists_every_row() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "flavors.md").read_text()
+    table = [line for line in doc.splitlines() if line.startswith("| `")]
+    assert [line.split("`")[1] for line in table] == list(FLAVORS)
