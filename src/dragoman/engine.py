@@ -185,6 +185,8 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def close(self) -> None:
+        for t in self._detecting.values():
+            t.cancel()  # a detection still waiting on a slow server
         for p in self.providers.values():
             await p.close()
 
