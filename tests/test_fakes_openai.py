@@ -748,7 +748,17 @@ def test_deepseek_requires_reasoning_content_back_on_tool_turns(deepseek: FakeOp
     assert _ds_error(deepseek, {**body, "messages": other})["error"]["message"].startswith(
         "The `reasoning_content`"
     )
+    # every assistant message of a turn that called tools, the final answer too, later on
+    called = {**DS_TOOL_TURN[1], "reasoning_content": "Call it."}
+    answer = {"role": "assistant", "content": "18C."}
+    later = [DS_TOOL_TURN[0], called, DS_TOOL_TURN[2], answer, {"role": "user", "content": "ok"}]
+    assert _ds_error(deepseek, {**body, "messages": later})["error"]["message"].startswith(
+        "The `reasoning_content`"
+    )
+    chat_only = [*USER, answer, {"role": "user", "content": "ok"}]  # no tools in that turn
     for msgs, extra in (
+        ([DS_TOOL_TURN[0], called, DS_TOOL_TURN[2], {**answer, "reasoning_content": ""}], {}),
+        (chat_only, {}),
         (
             [
                 DS_TOOL_TURN[0],

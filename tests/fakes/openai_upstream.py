@@ -1719,8 +1719,9 @@ def _validate_deepseek_thinking(body: Mapping[str, Any], messages: list[Any]) ->
     """api.deepseek.com's thinking-mode rules (its exact messages):
 
     * an effort with thinking switched off is refused;
-    * in thinking mode, every assistant turn that called tools must bring its
-      ``reasoning_content`` back (an empty string counts; the key must be there).
+    * in thinking mode, every assistant message of a turn (user message to user message) that
+      called tools must bring its ``reasoning_content`` back, in all later requests (an empty
+      string counts; the key must be there).
     """
     thinking = body.get("thinking")
     if (
@@ -1731,13 +1732,17 @@ def _validate_deepseek_thinking(body: Mapping[str, Any], messages: list[Any]) ->
         raise OpenAIError(DEEPSEEK_EFFORT_DISABLED)
     if not _deepseek_thinks(body):
         return
-    for msg in messages:
-        if (
-            msg.get("role") == "assistant"
-            and msg.get("tool_calls")
-            and not isinstance(msg.get("reasoning_content"), str)
+    turn: list[dict[str, Any]] = []
+    for msg in [*messages, {"role": "user"}]:
+        if msg.get("role") != "user":
+            if msg.get("role") == "assistant":
+                turn.append(msg)
+            continue
+        if any(m.get("tool_calls") for m in turn) and any(
+            not isinstance(m.get("reasoning_content"), str) for m in turn
         ):
             raise OpenAIError(DEEPSEEK_PASS_BACK)
+        turn = []
 
 
 def _check_tool_pairing(messages: list[dict[str, Any]]) -> None:

@@ -211,18 +211,24 @@ def test_openai_sdk_tool_loop(s: Stack, model: str, stream: bool) -> None:
     (most agent frameworks keep only content and tool_calls) still gets through, and one that
     kept another server's ``reasoning`` has it renamed."""
     s.ds.enqueue(
-        ChatReply(reasoning=THOUGHT, tool_calls=[CALL]),
-        ChatReply(content="18C in Paris."),
-        ChatReply(content="Still 18C."),
-        ChatReply(content="Yes, 18C."),
+        ChatReply(reasoning=THOUGHT, tool_calls=[CALL]), ChatReply(content="18C in Paris.")
     )
     history: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris?"}]
     kw: dict[str, Any] = {"model": model, "tools": [WEATHER_O]}
     first = _o_turn(s, stream, messages=history, **kw)
     assert first["reasoning_content"] == THOUGHT and first["tool_calls"][0]["id"] == CALL.id
     history += [first, {"role": "tool", "tool_call_id": CALL.id, "content": "18C"}]
-    assert _o_turn(s, stream, messages=history, **kw)["content"] == "18C in Paris."
+    answer = _o_turn(s, stream, messages=history, **kw)
+    assert answer["content"] == "18C in Paris."
     assert s.ds.last_request.body["messages"][1]["reasoning_content"] == THOUGHT
+    # the next user turn: the client kept the answer's text only, and DeepSeek wants every
+    # assistant message of that tool-calling turn back with its reasoning
+    s.ds.enqueue(ChatReply(content="Sunny."))
+    later = [*history, {"role": "assistant", "content": answer["content"]}]
+    later.append({"role": "user", "content": "And the sky?"})
+    assert _o_turn(s, stream, messages=later, **kw)["content"] == "Sunny."
+    assert s.ds.last_request.body["messages"][3]["reasoning_content"] == ""
+    s.ds.enqueue(ChatReply(content="Still 18C."), ChatReply(content="Yes, 18C."))
     dropped = {k: v for k, v in first.items() if k != "reasoning_content"}
     assert _o_turn(s, stream, messages=[history[0], dropped, history[2]], **kw)["content"] == (
         "Still 18C."

@@ -9,7 +9,7 @@ import pytest
 
 from dragoman.config import ConfigError, load_config_dict
 from dragoman.dialects.anthropic.compat import drop_billing_header, effort_only_with_thinking
-from dragoman.dialects.openai.compat import adapt_chat_request
+from dragoman.dialects.openai.compat import adapt_chat_request, pad_tool_turns
 from dragoman.dialects.openai.flavors import (
     FLAVORS,
     capabilities,
@@ -294,3 +294,24 @@ def test_docs_table_lists_every_row() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "flavors.md").read_text()
     table = [line for line in doc.splitlines() if line.startswith("| `")]
     assert [line.split("`")[1] for line in table] == list(FLAVORS)
+
+
+def test_pad_tool_turns() -> None:
+    user = {"role": "user", "content": "q"}
+    tool = {"role": "tool", "tool_call_id": "c1", "content": "x"}
+    answer = {"role": "assistant", "content": "a"}
+    kept = _assistant(reasoning_content="r")
+    msgs = [user, answer, user, kept, tool, answer, user, _assistant(), tool]
+    out = pad_tool_turns(msgs, "reasoning_content")
+    assert out == [
+        user,
+        answer,  # a turn without tool calls: untouched
+        user,
+        kept,
+        tool,
+        {**answer, "reasoning_content": ""},  # the final answer of a tool-calling turn
+        user,
+        _assistant(reasoning_content=""),
+        tool,
+    ]
+    assert out[3] is kept and out[1] is answer

@@ -267,7 +267,7 @@ async def detect(
     det.asked_at = now
     root = _root(prov.base_url)
     auto = det.auto
-    headers = prov.auth_headers()
+    headers = {**prov.config.headers, **prov.auth_headers()}  # as the requests themselves
     paths: dict[str, str] = {"/v1/models": prov.base_url + "/models"}
     if auto:
         for p in ("/version", "/get_server_info", "/api/version", "/props", "/api/v0/models"):

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..accounting.usage import Usage
 from ..dialects.anthropic.compat import is_billing_text, without_billing_line
+from ..dialects.openai.compat import pad_tool_turns
 from ..dialects.openai.flavors import Flavor, capabilities
 from ..errors import InvalidRequestError
 from ..protocols.anthropic import new_message_id
@@ -463,9 +464,7 @@ def anthropic_to_openai_request(
     )
     conv = _repair_and_merge(conv)
     if target.reasoning_with_tool_calls and reasoning_field:
-        for m in conv:  # after merging: a merged turn must still carry the field
-            if m["role"] == "assistant" and m.get("tool_calls") and reasoning_field not in m:
-                m[reasoning_field] = ""
+        conv = pad_tool_turns(conv, reasoning_field)  # after merging: merged turns carry it too
 
     messages: list[dict[str, Any]] = []
     if sys_parts:
