@@ -633,3 +633,227 @@ def test_replay_reasoning_content_and_ollama(vllm: FakeOpenAI, client: openai.Op
     ]
     raw = load_sse_json("ollama_stream_tools.sse")
     assert all(c["choices"][0]["delta"]["role"] == "assistant" for c in raw)
+
+
+# ----------------------------------------------------------------------------- DeepSeek mode
+
+
+@pytest.fixture(scope="module")
+def deepseek_server() -> Iterator[FakeOpenAI]:
+    yield from _serve("deepseek")
+
+
+@pytest.fixture
+def deepseek(deepseek_server: FakeOpenAI) -> FakeOpenAI:
+    deepseek_server.reset()
+    return deepseek_server
+
+
+DS_TOOL_TURN: list[dict[str, Any]] = [
+    *USER,
+    {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "id": "call_00_abc",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_00_abc", "content": "18C"},
+]
+
+
+def _ds_error(fake: FakeOpenAI, body: dict[str, Any]) -> Any:
+    r = http.post(fake.base_url + "/chat/completions", body, auth(fake))
+    assert r.status == 400, r.body
+    return r.json()
+
+
+def test_deepseek_thinking_mode_answers_with_reasoning_content(deepseek: FakeOpenAI) -> None:
+    """Thinking mode (the default on deepseek-v4-*) always thinks, in ``reasoning_content``,
+    streamed and not; ``thinking: disabled`` and ``deepseek-chat`` never show any."""
+    c = _client(deepseek)
+    r = c.chat.completions.create(model="deepseek-v4-pro", messages=USER)  # type: ignore[arg-type]
+    msg = r.choices[0].message
+    assert msg.model_extra == {"reasoning_content": "Let me think about this."}
+    assert msg.content == "Hello from fake DeepSeek"
+    assert r.usage is not None and r.usage.model_extra["prompt_cache_miss_tokens"] > 0
+    chunks = list(
+        c.chat.completions.create(
+            model="deepseek-v4-flash",
+            messages=USER,  # type: ignore[arg-type]
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    thought = "".join(
+        (ch.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+        for ch in chunks
+        if ch.choices
+    )
+    assert thought == "Let me think about this."
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    for model, extra in (
+        ("deepseek-chat", {}),
+        ("deepseek-v4-pro", {"thinking": {"type": "disabled"}}),
+    ):
+        r = c.chat.completions.create(model=model, messages=USER, extra_body=extra)  # type: ignore[arg-type]
+        assert "reasoning_content" not in (r.choices[0].message.model_extra or {})
+
+
+def test_deepseek_rejects_effort_with_thinking_disabled(deepseek: FakeOpenAI) -> None:
+    """What Claude Code's subagents would send (thinking off + an effort): DeepSeek's 400."""
+    body = {
+        "model": "deepseek-v4-pro",
+        "messages": USER,
+        "thinking": {"type": "disabled"},
+        "reasoning_effort": "high",
+    }
+    assert _ds_error(deepseek, body) == {
+        "error": {
+            "message": "thinking options type cannot be disabled when reasoning_effort is set",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_request_error",
+        }
+    }
+    ok = http.post(
+        deepseek.base_url + "/chat/completions",
+        {**body, "thinking": {"type": "enabled"}},
+        auth(deepseek),
+    )
+    assert ok.status == 200
+    del body["reasoning_effort"]
+    assert http.post(deepseek.base_url + "/chat/completions", body, auth(deepseek)).status == 200
+
+
+def test_deepseek_requires_reasoning_content_back_on_tool_turns(deepseek: FakeOpenAI) -> None:
+    """Thinking mode: an assistant turn with tool calls must carry ``reasoning_content`` (an
+    empty string will do); outside thinking mode it need not."""
+    body = {"model": "deepseek-v4-pro", "messages": DS_TOOL_TURN, "tools": [WEATHER]}
+    assert _ds_error(deepseek, body) == {
+        "error": {
+            "message": "The `reasoning_content` in the thinking mode must be passed back to the "
+            "API.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_request_error",
+        }
+    }
+    # a reasoning field under another name does not count
+    other = [DS_TOOL_TURN[0], {**DS_TOOL_TURN[1], "reasoning": "x"}, DS_TOOL_TURN[2]]
+    assert _ds_error(deepseek, {**body, "messages": other})["error"]["message"].startswith(
+        "The `reasoning_content`"
+    )
+    # every assistant message of a turn that called tools, the final answer too, later on
+    called = {**DS_TOOL_TURN[1], "reasoning_content": "Call it."}
+    answer = {"role": "assistant", "content": "18C."}
+    later = [DS_TOOL_TURN[0], called, DS_TOOL_TURN[2], answer, {"role": "user", "content": "ok"}]
+    assert _ds_error(deepseek, {**body, "messages": later})["error"]["message"].startswith(
+        "The `reasoning_content`"
+    )
+    chat_only = [*USER, answer, {"role": "user", "content": "ok"}]  # no tools in that turn
+    for msgs, extra in (
+        ([DS_TOOL_TURN[0], called, DS_TOOL_TURN[2], {**answer, "reasoning_content": ""}], {}),
+        (chat_only, {}),
+        (
+            [
+                DS_TOOL_TURN[0],
+                {**DS_TOOL_TURN[1], "reasoning_content": "Call it."},
+                DS_TOOL_TURN[2],
+            ],
+            {},
+        ),
+        ([DS_TOOL_TURN[0], {**DS_TOOL_TURN[1], "reasoning_content": ""}, DS_TOOL_TURN[2]], {}),
+        (DS_TOOL_TURN, {"thinking": {"type": "disabled"}}),
+        (DS_TOOL_TURN, {"model": "deepseek-chat"}),
+    ):
+        r = http.post(
+            deepseek.base_url + "/chat/completions",
+            {**body, "messages": msgs, **extra},
+            auth(deepseek),
+        )
+        assert r.status == 200, (extra, r.body)
+
+
+def test_deepseek_auth_and_unknown_model(deepseek: FakeOpenAI) -> None:
+    r = http.post(
+        deepseek.base_url + "/chat/completions",
+        {"model": "deepseek-v4-pro", "messages": USER},
+        {"authorization": "Bearer sk-wrong-key-1234"},
+    )
+    assert r.status == 401
+    assert r.json()["error"] == {
+        "message": "Authentication Fails, Your api key: ****1234 is invalid",
+        "type": "authentication_error",
+        "param": None,
+        "code": "invalid_request_error",
+    }
+    r = http.post(
+        deepseek.base_url + "/chat/completions", {"model": "deepseek-v4-pro", "messages": USER}
+    )
+    assert r.status == 401 and r.json()["error"]["message"] == (
+        "Authentication Fails (auth header format should be Bearer sk-...)"
+    )
+    err = _ds_error(deepseek, {"model": "deepseek-v9", "messages": USER})
+    assert err["error"]["message"] == "Model Not Exist"
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+def test_detection_endpoints_per_mode() -> None:
+    """Each mode answers what dragoman's flavor detection asks, as the real server does; the
+    probes are recorded apart from the generation requests."""
+    with FakeOpenAI("vllm", max_model_len=4096) as f:
+        assert http.get(f.url + "/version").json() == {"version": "0.11.0"}
+        m = http.get(f.base_url + "/models", auth(f)).json()["data"][0]
+        assert (m["owned_by"], m["max_model_len"]) == ("vllm", 4096)
+        assert [p.path for p in f.probes] == ["/version", "/v1/models"] and f.requests == []
+    with FakeOpenAI("sglang") as f:
+        info = http.get(f.url + "/get_server_info").json()
+        assert info["version"] == "0.5.4" and info["context_length"] == 40960
+        m = http.get(f.base_url + "/models", auth(f)).json()["data"][0]
+        assert (m["owned_by"], m["max_model_len"]) == ("sglang", 40960)
+        assert http.get(f.url + "/version").status == 404
+    with FakeOpenAI("ollama", max_model_len=16384) as f:
+        assert http.get(f.url + "/api/version").json() == {"version": "0.12.6"}
+        show = http.post(f.url + "/api/show", {"model": "qwen3:8b"}).json()
+        assert show["model_info"]["qwen3.context_length"] == 16384
+        missing = http.post(f.url + "/api/show", {"model": "nope"})
+        assert missing.status == 404 and missing.json() == {"error": "model 'nope' not found"}
+    with FakeOpenAI("llamacpp") as f:
+        props = http.get(f.url + "/props").json()
+        assert props["default_generation_settings"]["n_ctx"] == 8192
+        assert props["build_info"] == "b6700-5e4b1b4"
+        assert http.get(f.base_url + "/models", auth(f)).json()["data"][0]["owned_by"] == "llamacpp"
+    with FakeOpenAI("vllm", detectable=False) as f:
+        assert http.get(f.url + "/version").status == 404
+        m = http.get(f.base_url + "/models", auth(f)).json()["data"][0]
+        assert m["owned_by"] == "organization" and "max_model_len" not in m
+
+
+def test_new_modes_error_shapes() -> None:
+    """SGLang's errors are not wrapped in ``error``; llama.cpp's carry an integer code and
+    refuse a prompt longer than the slot's context."""
+    with FakeOpenAI("sglang") as f:
+        r = http.post(f.base_url + "/chat/completions", {"model": "x", "messages": USER}, auth(f))
+        assert r.status == 404
+        assert r.json() == {
+            "object": "error",
+            "message": "The model `x` does not exist.",
+            "type": "NotFoundError",
+            "param": "model",
+            "code": 404,
+        }
+    with FakeOpenAI("llamacpp", max_model_len=64) as f:
+        long = [{"role": "user", "content": "word " * 200}]
+        body = {"model": "qwen3-8b-q4_k_m.gguf", "messages": long}
+        r = http.post(f.base_url + "/chat/completions", body, auth(f))
+        assert r.status == 400
+        err = r.json()["error"]
+        assert err["type"] == "exceed_context_size_error" and err["code"] == 400
+        assert "exceeds the available context size (64 tokens)" in err["message"]

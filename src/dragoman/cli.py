@@ -107,7 +107,9 @@ async def _serve(cfg: Config, require_healthy: bool) -> int:
     from .server.app import create_app
 
     engine, accountant = await build(cfg)
-    health = await engine.check_providers()
+    health, flavors = await asyncio.gather(engine.check_providers(), engine.detect_flavors())
+    for name, det in flavors.items():
+        log.info("provider %s is %s (%s)", name, det.flavor, det.how)
     down = []
     for name, (ok, detail) in health.items():
         if ok:
@@ -174,6 +176,14 @@ def route(config: str | None, dialect: str, request: Any) -> None:
         d = engine.explain(dialect, body)
     except DragomanError as e:
         raise click.ClickException(f"{e.status} {e.type}: {e.message}") from None
+
+    async def ask() -> None:  # flavor: auto asks each server what it is (short timeouts)
+        try:
+            await engine.detect_flavors()
+        finally:
+            await engine.close()
+
+    asyncio.run(ask())
     r = d.route
     from .routing.rules import wants_thinking
     from .tokens import estimate_anthropic_request_tokens, estimate_openai_request_tokens
@@ -204,6 +214,15 @@ def route(config: str | None, dialect: str, request: Any) -> None:
         click.echo(
             f"deployment:  {dep.name}: provider {dep.provider.name} ({kind}), upstream model "
             f"{dep.upstream_model!r}, weight {dep.weight:g}{hints}, {path}"
+        )
+        det = engine.detections[dep.provider.name]
+        window = r.config.context_window
+        where = "configured"
+        if window is None and det.context_window(dep.upstream_model):
+            window, where = det.context_window(dep.upstream_model), "reported by the server"
+        click.echo(
+            f"  flavor:    {det.flavor} ({det.how})"
+            + (f"; context window {window} ({where})" if window else "")
         )
     rc = cfg.routing.retries
     click.echo(

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .dialects.openai.flavors import FLAVOR_NAMES
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -63,28 +72,26 @@ class ProviderConfig(_Strict):
     max_connections: int = 1000
     #: extra headers sent on every upstream request
     headers: dict[str, str] = Field(default_factory=dict)
+    #: what kind of server this is (a row of the capability table, docs/flavors.md): "auto"
+    #: (the default) asks the server, or knows it from its host; an explicit name wins
+    flavor: str = "auto"
     # --- OpenAI-compatible backends only -------------------------------------------------------
-    #: dialect quirks: "vllm" (default), "openai" (api.openai.com: strict params), "ollama",
-    #: "deepseek", "llamacpp"
-    flavor: Literal["vllm", "openai", "ollama", "deepseek", "llamacpp", "generic"] = "vllm"
-    #: assistant-message field carrying reasoning text sent back upstream ("" drops it)
+    #: assistant-message field carrying reasoning text sent back upstream ("" drops it);
+    #: None = the field the upstream answers with, else the flavor's
     reasoning_field: str | None = None
-    #: ``POST {root}/tokenize`` exists (vLLM); None = guess from flavor
+    #: ``POST {root}/tokenize`` exists (vLLM); None = as the flavor says
     tokenize: bool | None = None
     #: Anthropic backend: forward the client's anthropic-beta header
     forward_betas: bool = True
     #: check health at start-up
     health_check: bool = True
 
-    def effective_reasoning_field(self) -> str:
-        if self.reasoning_field is not None:
-            return self.reasoning_field
-        return {"deepseek": "reasoning_content", "openai": ""}.get(self.flavor, "reasoning")
-
-    def supports_tokenize(self) -> bool:
-        if self.tokenize is not None:
-            return self.tokenize
-        return self.flavor == "vllm"
+    @field_validator("flavor")
+    @classmethod
+    def _known_flavor(cls, v: str) -> str:
+        if v not in FLAVOR_NAMES:
+            raise ValueError(f"unknown flavor {v!r} (known: {', '.join(FLAVOR_NAMES)})")
+        return v
 
 
 class Prices(_Strict):
@@ -119,7 +126,7 @@ class ModelConfig(_Strict):
     default_max_tokens: int | None = None
     vision: bool = True
     #: the model takes reasoning switches (``reasoning_effort``, vLLM's ``enable_thinking``);
-    #: unset: yes, except on ``flavor: openai`` providers for non-reasoning model ids
+    #: unset: as the provider's flavor says (api.openai.com: only its reasoning model ids)
     reasoning: bool | None = None
     #: model used for requests that carry images when this one has ``vision: false``
     vision_model: str | None = None
@@ -352,12 +359,10 @@ def config_from_env(env: Mapping[str, str] | None = None) -> Config:
         data["default_model"] = "claude-sonnet-4-5"
     if env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL"):
         base = env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-        flavor = "openai" if "api.openai.com" in base else "generic"
         data["providers"]["openai"] = {
             "kind": "openai",
             "base_url": base,
             "api_key": env.get("OPENAI_API_KEY"),
-            "flavor": flavor,
         }
         names = [
             n.strip()

@@ -27,6 +27,15 @@ import orjson
 
 from .accounting.usage import Usage
 from .config import Config
+from .dialects.anthropic.compat import drop_billing_header, effort_only_with_thinking
+from .dialects.openai.compat import adapt_chat_request
+from .dialects.openai.flavors import (
+    Flavor,
+    capabilities,
+    reasoning_field_hint,
+    reasoning_with_tool_calls,
+    resolve_reasoning_field,
+)
 from .errors import (
     STATUS_BY_TYPE,
     DragomanError,
@@ -38,8 +47,9 @@ from .ids import request_id
 from .protocols import anthropic as pa
 from .protocols import openai as po
 from .protocols.sse import SSEParser, anthropic_frame, openai_frame
-from .providers import Provider, UpstreamReply, UpstreamStream, make_provider
+from .providers import Provider, UpstreamReply, UpstreamStream, detect, make_provider
 from .providers.anthropic import AnthropicProvider
+from .providers.detect import Detection
 from .providers.openai import OpenAIProvider
 from .relay import AnthropicRelay, OpenAIRelay, PrimedStream
 from .routing.deployments import (
@@ -166,12 +176,58 @@ class Engine:
         self.health = Health(config.routing.cooldown, clock)
         self.retry = config.routing.retries
         self.provider_health: dict[str, tuple[bool, str]] = {}
+        #: what each provider's server is (``flavor: auto``), and what it reported
+        self.detections: dict[str, Detection] = {
+            n: detect.initial(pc.kind, pc.base_url, pc.flavor) for n, pc in config.providers.items()
+        }
+        self._detecting: dict[str, asyncio.Task[Detection]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def close(self) -> None:
+        for t in self._detecting.values():
+            t.cancel()  # a detection still waiting on a slow server
         for p in self.providers.values():
             await p.close()
+
+    async def detect_flavors(self) -> dict[str, Detection]:
+        """Ask every provider not yet asked what it is (start-up; bounded by short timeouts)."""
+        names = [n for n, d in self.detections.items() if not d.settled and d.asked_at is None]
+        await asyncio.gather(*(self._detect(self.providers[n]) for n in names))
+        return self.detections
+
+    def _detect(self, prov: Provider) -> asyncio.Task[Detection]:
+        """The one detection in flight for ``prov`` (started when there is none)."""
+        task = self._detecting.get(prov.name)
+        if task is None or task.done():
+            models = sorted(
+                {
+                    d.upstream_model
+                    for r in self.models.routes.values()
+                    for d in r.deployments
+                    if d.provider is prov
+                }
+            )
+            det = self.detections[prov.name]
+            task = asyncio.ensure_future(detect.detect(prov, det, models, now=self.clock()))
+            self._detecting[prov.name] = task
+        return task
+
+    async def _detected(self, prov: Provider) -> Detection:
+        """The provider's detection; a server not asked yet, or that did not answer more than
+        ``detect.RETRY_AFTER`` seconds ago, is asked now (once, whoever else is waiting)."""
+        det = self.detections[prov.name]
+        if det.settled:
+            return det
+        running = self._detecting.get(prov.name)
+        idle = running is None or running.done()
+        if idle and det.asked_at is not None and self.clock() - det.asked_at < detect.RETRY_AFTER:
+            return det
+        try:
+            await asyncio.shield(self._detect(prov))
+        except Exception:  # detection must never fail a request
+            log.exception("flavor detection for %s failed", prov.name)
+        return det
 
     async def check_providers(self) -> dict[str, tuple[bool, str]]:
         """Probe every provider once (start-up health check)."""
@@ -240,9 +296,10 @@ class Engine:
         dep = choose(decision.route.deployments, decision.route.config.strategy, self.clock())
         dep = dep or decision.route.deployments[0]
         prov = dep.provider
+        caps = capabilities((await self._detected(prov)).flavor)
         try:
             if isinstance(prov, AnthropicProvider):
-                b = strip_synthetic_thinking(dict(body))
+                b = _for_anthropic_server(dict(body), caps)
                 b["model"] = dep.upstream_model
                 path = prov.count_tokens_path + (f"?{query}" if query else "")
                 rep = await prov.request("POST", path, orjson.dumps(b), prov.headers_for(headers))
@@ -251,7 +308,9 @@ class Engine:
                 log.warning(
                     "count_tokens upstream %s answered %s; estimating", prov.name, rep.status
                 )
-            elif isinstance(prov, OpenAIProvider) and prov.config.supports_tokenize():
+            elif isinstance(prov, OpenAIProvider) and (
+                caps.tokenize if prov.config.tokenize is None else prov.config.tokenize
+            ):
                 target = self._target(call, decision.route, dep)
                 o, _ = anthropic_to_openai_request({**body, "max_tokens": 1}, target)
                 tb: dict[str, Any] = {
@@ -452,20 +511,55 @@ class Engine:
 
     def _target(self, call: Call, route: ModelRoute, dep: Deployment) -> Target:
         mc = route.config
-        pc = dep.provider.config
+        det = self.detections[dep.provider.name]
+        caps = capabilities(det.flavor)
+        model = dep.upstream_model
+        field = self._reasoning_field(dep, det, caps)
         return Target(
-            model=dep.upstream_model,
+            model=model,
             requested_model=call.requested_model,
-            context_window=mc.context_window,
+            # the config's window, else the one the server reported (vLLM max_model_len...)
+            context_window=mc.context_window or det.context_window(model),
             max_output_tokens=mc.max_output_tokens,
-            flavor=pc.flavor,
-            reasoning_field=pc.effective_reasoning_field(),
+            flavor=caps.name,
+            reasoning_field=field,
+            reasoning_with_tool_calls=reasoning_with_tool_calls(caps, model, field),
             # an OpenAI client that names no max_tokens gets the model's whole output budget,
             # never a silent 4096 cut (failure catalogue #13)
             default_max_tokens=mc.default_max_tokens or mc.max_output_tokens or 4096,
             input_tokens_estimate=call.input_estimate(),
-            reasoning=_reasons(mc.reasoning, pc.flavor, dep.upstream_model),
+            reasoning=mc.reasoning if mc.reasoning is not None else caps.reasons(model),
         )
+
+    @staticmethod
+    def _reasoning_field(dep: Deployment, det: Detection, caps: Flavor) -> str:
+        model = dep.upstream_model
+        return resolve_reasoning_field(
+            caps,
+            model,
+            configured=dep.provider.config.reasoning_field,
+            learned=det.reasoning_fields.get(model),
+        )
+
+    def _room(
+        self, call: Call, route: ModelRoute, dep: Deployment, body: dict[str, Any]
+    ) -> int | None:
+        """Output tokens the model's window leaves after the prompt (the window configured,
+        else reported by the server), for an OpenAI client's ``max_tokens: 128000`` (the Vercel
+        AI SDK's default for models it does not know). None: nothing to lower: no window known,
+        no ``max_tokens``, or the prompt alone overflows it (the upstream then says so, with
+        its own numbers). The prompt is only estimated (~10 us) when the estimate is already
+        there (the ledger made it) or the output asked for takes over half the window."""
+        mt = body.get("max_tokens") or body.get("max_completion_tokens")
+        if not isinstance(mt, int):
+            return None
+        window = route.config.context_window or self.detections[dep.provider.name].context_window(
+            dep.upstream_model
+        )
+        if not window or (call.estimate is None and mt <= window // 2):
+            return None
+        room = window - call.input_estimate()
+        return room if room >= 1 else None
 
     def _prepare(self, call: Call, route: ModelRoute, dep: Deployment) -> Prepared:
         try:
@@ -485,7 +579,8 @@ class Engine:
         prov = dep.provider
         if call.front == ANTHROPIC:
             if isinstance(prov, AnthropicProvider):
-                b = strip_synthetic_thinking(dict(call.body))
+                caps = capabilities(self.detections[prov.name].flavor)
+                b = _for_anthropic_server(dict(call.body), caps)
                 b["model"] = dep.upstream_model
                 path = prov.messages_path + (f"?{call.query}" if call.query else "")
                 return Prepared("pass_a", path, orjson.dumps(b), prov.headers_for(call.headers))
@@ -495,6 +590,16 @@ class Engine:
         if isinstance(prov, OpenAIProvider):
             b = dict(call.body)
             b["model"] = dep.upstream_model
+            det = self.detections[prov.name]
+            caps = capabilities(det.flavor)
+            known = _known_reasoning_field(dep, det, caps)
+            b = adapt_chat_request(
+                b,
+                caps,
+                reasoning_field=known,
+                pad_reasoning=reasoning_with_tool_calls(caps, dep.upstream_model, known or ""),
+                output_cap=self._room(call, route, dep, b),
+            )
             inject = False
             if call.stream:
                 so = b.get("stream_options") or {}
@@ -523,8 +628,9 @@ class Engine:
         return err
 
     async def _attempt(self, call: Call, route: ModelRoute, dep: Deployment) -> Result:
-        prep = self._prepare(call, route, dep)
         prov = dep.provider
+        await self._detected(prov)  # a no-op once the server is known
+        prep = self._prepare(call, route, dep)
         t0 = time.perf_counter()
         dep.inflight += 1
         handed_off = False
@@ -620,6 +726,8 @@ class Engine:
                 Usage.from_anthropic(resp.get("usage")),
                 resp.get("stop_reason") == "refusal",
             )
+        if prep.mode in ("pass_o", "a2o"):
+            self._learn_from_answer(call, resp)
         if prep.mode == "pass_o":
             usage = Usage.from_openai(resp.get("usage"))
             refusal = _openai_refused(resp)
@@ -636,6 +744,17 @@ class Engine:
         if call.legacy:
             out = chat_response_to_completion(out)
         return orjson.dumps(out), usage, refusal
+
+    def _learn_from_answer(self, call: Call, resp: dict[str, Any]) -> None:
+        """Note the field the upstream answered its reasoning in (sent back in it later)."""
+        dep = call.deployment
+        if dep is None:
+            return
+        choices = resp.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            self.detections[dep.provider.name].learn_from_message(
+                dep.upstream_model, choices[0].get("message")
+            )
 
     # -- streams -----------------------------------------------------------------------------
 
@@ -666,10 +785,18 @@ class Engine:
                     yield tail
             elif prep.mode == "pass_o":
                 relay_o = OpenAIRelay(usage, prep.inject_usage)
+                # note the field the server streams reasoning in: it comes first, so the first
+                # few chunks tell (until it is known for this deployment)
+                det, model = self.detections[dep.provider.name], dep.upstream_model
+                looking = (
+                    0 if model in det.reasoning_fields or det.learn_from_chunk(model, first) else 8
+                )
                 out = relay_o.feed(first)
                 if out:
                     yield out
                 async for chunk in rest:
+                    if looking:
+                        looking = 0 if det.learn_from_chunk(model, chunk) else looking - 1
                     out = relay_o.feed(chunk)
                     if out:
                         yield out
@@ -695,6 +822,10 @@ class Engine:
                         yield tr.feed(orjson.loads(ev.data))
                 yield tr.finish()
                 usage = tr.usage
+                if tr.reasoning_key:
+                    self.detections[dep.provider.name].learn_reasoning(
+                        dep.upstream_model, tr.reasoning_key
+                    )
                 if tr.failed:
                     error = "upstream stream failed"
             else:
@@ -911,17 +1042,34 @@ def _is_content_refusal(err: DragomanError) -> bool:
     return "refused" in m or "content policy" in m or "content_filter" in m or "safety" in m
 
 
-_REASONING_IDS = ("o1", "o3", "o4", "gpt-5", "gpt-oss")
+def _for_anthropic_server(body: dict[str, Any], caps: Flavor) -> dict[str, Any]:
+    """A pass-through body as the Anthropic-speaking server ``caps`` describes takes it:
+    Claude Code's billing header only for api.anthropic.com, our own thinking signatures never
+    where they are checked, effort only with thinking where the pair is a 400."""
+    if caps.verifies_signatures:
+        body = strip_synthetic_thinking(body)
+    if not caps.is_anthropic:
+        body = drop_billing_header(body)
+    if caps.effort_needs_thinking:
+        body = effort_only_with_thinking(body)
+    return body
 
 
-def _reasons(configured: bool | None, flavor: str, model: str) -> bool:
-    """Whether to send reasoning switches: as configured, else yes except to api.openai.com
-    models that are not reasoning models (they 400 on ``reasoning_effort``)."""
+def _known_reasoning_field(dep: Deployment, det: Detection, caps: Flavor) -> str | None:
+    """The reasoning field a server is known to take back, or None: an OpenAI client's own
+    fields are then left as they are. Known means configured, seen in the server's answers,
+    required by its row (DeepSeek), guessed from the model's name, or none at all (strict
+    servers such as api.openai.com, which reject unknown message fields)."""
+    model = dep.upstream_model
+    configured = dep.provider.config.reasoning_field
     if configured is not None:
         return configured
-    if flavor == "openai":
-        return model.lower().startswith(_REASONING_IDS)
-    return True
+    learned = det.reasoning_fields.get(model)
+    if learned:
+        return learned
+    if caps.reasoning_field == "" or caps.reasoning_with_tool_calls:
+        return caps.reasoning_field
+    return reasoning_field_hint(model)
 
 
 def _rid() -> str:

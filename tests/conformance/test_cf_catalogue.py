@@ -463,7 +463,9 @@ def test_04_reasoning_content_passed_back(stack: Stack, deepseek_stack: Stack, c
         else:  # api.openai.com: strict fake accepted it, and no reasoning key was sent
             assert not {"reasoning", "reasoning_content"} & set(assistant)
         assert "signature" not in keys_anywhere(sent)
-        assert "thinking" not in keys_anywhere(sent)
+        assert "thinking" not in keys_anywhere(sent["messages"])
+        # only DeepSeek takes a top-level thinking switch (its own, not Anthropic's object)
+        assert sent.get("thinking") == ({"type": "enabled"} if case == "A->O/deepseek" else None)
         return
     resp = o_create(
         s,

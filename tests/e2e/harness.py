@@ -31,7 +31,14 @@ def base_config(
         "auth": {"keys": [KEY]},
         "server": {"max_body_bytes": 2 * 1024 * 1024},
         "providers": {
-            "anthropic": {"kind": "anthropic", "base_url": anth.url, "api_key": anth.api_key},
+            # stands in for api.anthropic.com (known by host in real use): Claude Code's billing
+            # header and real thinking signatures are forwarded to it
+            "anthropic": {
+                "kind": "anthropic",
+                "base_url": anth.url,
+                "api_key": anth.api_key,
+                "flavor": "anthropic",
+            },
             "vllm": {
                 "kind": "openai",
                 "base_url": vllm.base_url,
@@ -80,7 +87,8 @@ class Stack:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=KEY, max_retries=0, **kw)
 
     def reset(self) -> None:
-        """Fresh fakes and no deployment left cooling down from an earlier test's errors."""
+        """Fresh fakes, no deployment left cooling down from an earlier test's errors, and no
+        reasoning field learned from an earlier test's answers."""
         for f in (self.anthropic_fake, self.vllm, self.oai, self.ollama):
             f.reset()
         if self.server.app is not None:
@@ -88,6 +96,8 @@ class Stack:
                 for d in route.deployments:
                     d.cooldown_until = 0.0
                     d.failures.clear()
+            for det in self.engine.detections.values():
+                det.reasoning_fields.clear()  # what earlier tests' answers taught it
 
     @property
     def engine(self) -> Any:

@@ -56,21 +56,75 @@ from .common import (
 )
 from .sse import OPENAI_DONE, openai_frame
 
-Mode = Literal["vllm", "openai", "ollama"]
+Mode = Literal["vllm", "openai", "ollama", "deepseek", "sglang", "llamacpp"]
+
+#: the mode whose validation rules a mode follows (SGLang and llama.cpp are lenient like vLLM;
+#: DeepSeek ignores unknown parameters too, and adds its own thinking-mode rules)
+BASE: dict[str, Mode] = {
+    "vllm": "vllm",
+    "openai": "openai",
+    "ollama": "ollama",
+    "sglang": "vllm",
+    "llamacpp": "vllm",
+    "deepseek": "vllm",
+}
+#: the mode whose wire shapes (ids, chunks, usage) a mode writes
+STYLE: dict[str, Mode] = {**BASE, "deepseek": "deepseek"}
+#: what the detection endpoints answer (vLLM ``/version``, SGLang ``/get_server_info``, Ollama
+#: ``/api/version``, llama.cpp ``/props`` ``build_info``)
+VERSIONS = {"vllm": "0.11.0", "sglang": "0.5.4", "ollama": "0.12.6", "llamacpp": "b6700-5e4b1b4"}
+#: what dragoman's flavor detection asks (recorded in ``probes``, not ``requests``)
+PROBE_PATHS = frozenset(
+    {"/v1/models", "/version", "/get_server_info", "/api/version", "/props", "/api/v0/models"}
+    | {"/api/show"}
+)
+#: DeepSeek's thinking-mode errors (api.deepseek.com, exact wording)
+DEEPSEEK_PASS_BACK = "The `reasoning_content` in the thinking mode must be passed back to the API."
+DEEPSEEK_EFFORT_DISABLED = "thinking options type cannot be disabled when reasoning_effort is set"
 
 DEFAULT_API_KEY = "sk-test-openai-key"
 DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
     "vllm": ("qwen3-coder",),
     "openai": ("gpt-4.1", "gpt-4.1-mini", "o4-mini"),
     "ollama": ("qwen3:8b",),
+    "deepseek": ("deepseek-v4-pro", "deepseek-v4-flash", "deepseek-chat", "deepseek-reasoner"),
+    "sglang": ("Qwen/Qwen3-8B",),
+    "llamacpp": ("qwen3-8b-q4_k_m.gguf",),
 }
-DEFAULT_MAX_MODEL_LEN: dict[str, int] = {"vllm": 32768, "openai": 128000, "ollama": 32768}
+DEFAULT_MAX_MODEL_LEN: dict[str, int] = {
+    "vllm": 32768,
+    "openai": 128000,
+    "ollama": 32768,
+    "deepseek": 131072,
+    "sglang": 40960,
+    "llamacpp": 8192,
+}
+DEFAULT_REASONING_FIELD: dict[str, str] = {
+    "vllm": "reasoning",
+    "openai": "reasoning",
+    "ollama": "reasoning",
+    "deepseek": "reasoning_content",
+    "sglang": "reasoning_content",
+    "llamacpp": "reasoning_content",
+}
 DEFAULT_TEXT: dict[str, str] = {
     "vllm": "Hello from fake vLLM",
     "openai": "Hello from fake OpenAI",
     "ollama": "Hello from fake Ollama",
+    "deepseek": "Hello from fake DeepSeek",
+    "sglang": "Hello from fake SGLang",
+    "llamacpp": "Hello from fake llama.cpp",
 }
-OWNED_BY = {"vllm": "vllm", "openai": "system", "ollama": "library"}
+OWNED_BY = {
+    "vllm": "vllm",
+    "openai": "system",
+    "ollama": "library",
+    "deepseek": "deepseek",
+    "sglang": "sglang",
+    "llamacpp": "llamacpp",
+}
+#: what the DeepSeek fake thinks when a reply scripts no reasoning (thinking mode always thinks)
+DEEPSEEK_THOUGHT = "Let me think about this."
 CREATED = 1_760_000_000
 
 
@@ -145,6 +199,9 @@ OPENAI_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 
 def new_chat_id(mode: Mode) -> str:
+    if mode == "deepseek":  # a bare UUID
+        h = rand_hex(32)
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
     if mode == "ollama":
         return f"chatcmpl-{int(rand_hex(4), 16) % 1000}"
     if mode == "openai":
@@ -153,6 +210,8 @@ def new_chat_id(mode: Mode) -> str:
 
 
 def new_tool_call_id(mode: Mode) -> str:
+    if mode == "deepseek":
+        return "call_00_" + rand_b62(24)
     if mode == "ollama":
         return "call_" + rand_b62(8).lower()
     if mode == "openai":
@@ -295,6 +354,22 @@ def error_body(
     if mode == "ollama":
         etype = type or ("invalid_request_error" if status < 500 else "api_error")
         return {"error": {"message": message, "type": etype, "param": param, "code": code}}
+    if mode == "deepseek":  # "code" is "invalid_request_error" whatever the type (401 too)
+        etype = type or ("invalid_request_error" if status < 500 else "internal_error")
+        dcode = "invalid_request_error" if status < 500 else etype
+        return {"error": {"message": message, "type": etype, "param": param, "code": dcode}}
+    if mode == "sglang":  # SGLang's ErrorResponse, not wrapped in "error"
+        etype = type or VLLM_ERROR_TYPES.get(status, "InternalServerError")
+        return {
+            "object": "error",
+            "message": message,
+            "type": etype,
+            "param": param,
+            "code": status,
+        }
+    if mode == "llamacpp":
+        etype = type or ("invalid_request_error" if status < 500 else "server_error")
+        return {"error": {"code": status, "message": message, "type": etype}}
     etype = type or OPENAI_ERROR_TYPES.get(status, "server_error")
     return {"error": {"message": message, "type": etype, "param": param, "code": code}}
 
@@ -303,9 +378,13 @@ def error_body(
 
 
 class FakeOpenAI(FakeUpstream):
-    """Options: ``mode`` ("vllm" | "openai" | "ollama"); ``api_key`` (None = no auth; the
-    default key is ``DEFAULT_API_KEY`` for vllm/openai); ``models`` / ``accept_any_model``;
-    ``max_model_len``; ``reasoning_field`` ("reasoning" or "reasoning_content");
+    """Options: ``mode`` ("vllm" | "openai" | "ollama" | "deepseek" | "sglang" | "llamacpp");
+    ``api_key`` (None = no auth; the default key is ``DEFAULT_API_KEY`` except for ollama);
+    ``models`` / ``accept_any_model``; ``max_model_len`` (also what the detection endpoints
+    report: vLLM/SGLang ``max_model_len`` in ``/v1/models``, llama.cpp ``n_ctx`` in ``/props``,
+    Ollama ``<arch>.context_length`` in ``/api/show``); ``reasoning_field`` ("reasoning" or
+    "reasoning_content"; default: the mode's); ``detectable`` (False: no detection endpoint,
+    no ``owned_by``/``max_model_len`` that give the server away: one no flavor describes);
     ``strict_system_first``; ``strict_alternation``; ``strict_tool_pairing``;
     ``reject_empty_tools``; ``auto_tool_choice`` (vLLM ``--enable-auto-tool-choice``);
     ``emit_stop_reason`` (vLLM's per-choice ``stop_reason``); ``validate``."""
@@ -318,7 +397,7 @@ class FakeOpenAI(FakeUpstream):
         models: Sequence[str] | None = None,
         accept_any_model: bool = False,
         max_model_len: int | None = None,
-        reasoning_field: str = "reasoning",
+        reasoning_field: str | None = None,
         strict_system_first: bool | None = None,
         strict_alternation: bool = False,
         strict_tool_pairing: bool | None = None,
@@ -327,22 +406,30 @@ class FakeOpenAI(FakeUpstream):
         emit_stop_reason: bool | None = None,
         validate: bool = True,
         default_text: str | None = None,
+        detectable: bool = True,
     ) -> None:
         super().__init__()
-        if mode not in ("vllm", "openai", "ollama"):
+        if mode not in BASE:
             raise ValueError(f"unknown mode {mode!r}")
         self.mode: Mode = mode
+        #: validation rules and error wording follow this mode (see BASE)
+        self.base: Mode = BASE[mode]
+        self.detectable = detectable
+        #: detection probes (``PROBE_PATHS``), kept apart from ``requests``
+        self.probes: list[RecordedRequest] = []
         self.api_key = api_key
         self.models = list(models if models is not None else DEFAULT_MODELS[mode])
         self.accept_any_model = accept_any_model
         self.max_model_len = max_model_len or DEFAULT_MAX_MODEL_LEN[mode]
-        self.reasoning_field = reasoning_field
+        self.reasoning_field = reasoning_field or DEFAULT_REASONING_FIELD[mode]
         self.strict_system_first = (
-            mode == "vllm" if strict_system_first is None else strict_system_first
+            self.base == "vllm" and mode != "deepseek"
+            if strict_system_first is None
+            else strict_system_first
         )
         self.strict_alternation = strict_alternation
         self.strict_tool_pairing = (
-            mode != "ollama" if strict_tool_pairing is None else strict_tool_pairing
+            self.base != "ollama" if strict_tool_pairing is None else strict_tool_pairing
         )
         self.reject_empty_tools = reject_empty_tools
         self.auto_tool_choice = auto_tool_choice
@@ -373,13 +460,34 @@ class FakeOpenAI(FakeUpstream):
             app.router.add_get("/v1/models/{model_id}", self._get_model)
         if self.mode == "ollama":
             app.router.add_get("/", self._ollama_root)
+        if self.detectable:
+            if self.mode == "vllm":
+                app.router.add_get("/version", self._version)
+            elif self.mode == "sglang":
+                app.router.add_get("/get_server_info", self._sglang_server_info)
+                app.router.add_get("/health", self._health)
+            elif self.mode == "ollama":
+                app.router.add_get("/api/version", self._version)
+                app.router.add_post("/api/show", self._ollama_show)
+            elif self.mode == "llamacpp":
+                app.router.add_get("/props", self._llamacpp_props)
+                app.router.add_get("/health", self._health)
         return app
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.probes.clear()
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         rec = await record(request)
         request[RECORDED] = rec
-        self._record(rec)
+        if request.path in PROBE_PATHS:
+            with self._lock:
+                self.probes.append(rec)
+        else:
+            self._record(rec)
         try:
             resp = await handler(request)
         except OpenAIError as exc:
@@ -406,7 +514,7 @@ class FakeOpenAI(FakeUpstream):
         return resp
 
     def _http_exception(self, request: web.Request, exc: web.HTTPException) -> web.Response:
-        if self.mode == "vllm":  # FastAPI's default
+        if self.base == "vllm" and self.mode != "deepseek":  # FastAPI's default
             detail = "Not Found" if exc.status == 404 else "Method Not Allowed"
             return web.Response(
                 status=exc.status,
@@ -426,7 +534,15 @@ class FakeOpenAI(FakeUpstream):
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
         if token == self.api_key:
             return
-        if self.mode == "vllm":
+        if self.mode == "deepseek":
+            raise OpenAIError(
+                f"Authentication Fails, Your api key: ****{token[-4:]} is invalid"
+                if token
+                else "Authentication Fails (auth header format should be Bearer sk-...)",
+                401,
+                type="authentication_error",
+            )
+        if self.base == "vllm":
             raise OpenAIError("Unauthorized", 401, body={"error": "Unauthorized"})
         if token is None:
             raise OpenAIError(
@@ -457,7 +573,9 @@ class FakeOpenAI(FakeUpstream):
     def _check_model(self, model: Any) -> None:
         if self.accept_any_model or model in self.models:
             return
-        if self.mode == "vllm":
+        if self.mode == "deepseek":
+            raise OpenAIError("Model Not Exist")
+        if self.base == "vllm":
             raise OpenAIError(f"The model `{model}` does not exist.", 404, param="model")
         if self.mode == "ollama":
             raise OpenAIError(
@@ -488,18 +606,22 @@ class FakeOpenAI(FakeUpstream):
             return await replay_raw(request, reply, {})
         if not isinstance(reply, ChatReply):
             raise TypeError(f"cannot answer with {reply!r}")
-        style: Mode = reply.stream_style or self.mode
+        style: Mode = reply.stream_style or STYLE[self.mode]
         calls = [_tool_call(t) for t in reply.tool_calls]
         calls = [
             c if c.id else ToolCall(new_tool_call_id(style), c.name, c.arguments) for c in calls
         ]
         content = reply.content
-        if content is None and not calls and reply.reasoning is None and reply.refusal is None:
+        reasoning = reply.reasoning
+        if self.mode == "deepseek":
+            # thinking mode always thinks; the other mode never shows any
+            reasoning = (reasoning or DEEPSEEK_THOUGHT) if _deepseek_thinks(body) else None
+        if content is None and not calls and reasoning is None and reply.refusal is None:
             content = self.default_text
         finish = reply.finish_reason or ("tool_calls" if calls and style != "ollama" else "stop")
         completion_tokens = (
             tokens.count_text(content or "")
-            + tokens.count_text(reply.reasoning or "")
+            + tokens.count_text(reasoning or "")
             + sum(tokens.count_text(c.name) + tokens.count_text(c.arguments) for c in calls)
         )
         usage = self._usage(style, prompt_tokens, completion_tokens, reply.usage)
@@ -517,7 +639,7 @@ class FakeOpenAI(FakeUpstream):
                 created=created,
                 model=model,
                 content=content,
-                reasoning=reply.reasoning,
+                reasoning=reasoning,
                 reasoning_field=self.reasoning_field,
                 refusal=reply.refusal,
                 tool_calls=calls,
@@ -557,7 +679,7 @@ class FakeOpenAI(FakeUpstream):
             created=created,
             model=model,
             content=content,
-            reasoning=reply.reasoning,
+            reasoning=reasoning,
             reasoning_field=self.reasoning_field,
             refusal=reply.refusal,
             tool_calls=calls,
@@ -579,6 +701,10 @@ class FakeOpenAI(FakeUpstream):
         }
         if style == "vllm":
             usage["prompt_tokens_details"] = None
+        elif style == "deepseek":
+            usage["prompt_tokens_details"] = {"cached_tokens": 0}
+            usage["prompt_cache_hit_tokens"] = 0
+            usage["prompt_cache_miss_tokens"] = prompt
         elif style == "openai":
             usage["prompt_tokens_details"] = {"cached_tokens": 0, "audio_tokens": 0}
             usage["completion_tokens_details"] = {
@@ -614,7 +740,7 @@ class FakeOpenAI(FakeUpstream):
 
     # ------------------------------------------------------------------ validation
     def _validate_chat(self, body: dict[str, Any], rec: RecordedRequest) -> None:
-        mode = self.mode
+        mode = self.base
         if mode == "openai":
             for key in body:
                 if key not in OPENAI_PARAMS:
@@ -692,6 +818,8 @@ class FakeOpenAI(FakeUpstream):
         self._validate_tool_choice(body.get("tool_choice"), tools)
         self._validate_response_format(body.get("response_format"))
         self._validate_messages(messages)
+        if self.mode == "deepseek":
+            _validate_deepseek_thinking(body, messages)
 
     def _validate_tools(self, tools: Any) -> None:
         if tools is None:
@@ -747,7 +875,7 @@ class FakeOpenAI(FakeUpstream):
 
     def _validate_tool_choice(self, choice: Any, tools: Any) -> None:
         if choice is None:
-            if tools and self.mode == "vllm" and not self.auto_tool_choice:
+            if tools and self.base == "vllm" and not self.auto_tool_choice:
                 choice = "auto"
             else:
                 return
@@ -758,7 +886,7 @@ class FakeOpenAI(FakeUpstream):
                     "are specified.",
                     param="tool_choice",
                 )
-            if self.mode == "vllm":
+            if self.base == "vllm":
                 raise OpenAIError("When using `tool_choice`, `tools` must be set.")
         if isinstance(choice, str):
             if choice not in ("none", "auto", "required"):
@@ -768,7 +896,7 @@ class FakeOpenAI(FakeUpstream):
                     param="tool_choice",
                     code="invalid_value",
                 )
-            if choice == "auto" and self.mode == "vllm" and not self.auto_tool_choice:
+            if choice == "auto" and self.base == "vllm" and not self.auto_tool_choice:
                 raise OpenAIError(
                     '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser '
                     "to be set"
@@ -823,7 +951,7 @@ class FakeOpenAI(FakeUpstream):
                 )
 
     def _validate_messages(self, messages: list[Any]) -> None:
-        mode = self.mode
+        mode = self.base
         for i, msg in enumerate(messages):
             loc = f"messages.[{i}]"
             if not isinstance(msg, dict):
@@ -962,6 +1090,25 @@ class FakeOpenAI(FakeUpstream):
     def _check_context(self, prompt: int, body: Mapping[str, Any]) -> None:
         limit = self.max_model_len
         requested = body.get("max_completion_tokens") or body.get("max_tokens")
+        if self.mode == "llamacpp":  # only the prompt is checked; generation stops at n_ctx
+            if prompt > limit:
+                raise OpenAIError(
+                    f"request ({prompt} tokens) exceeds the available context size ({limit} "
+                    "tokens), try increasing it",
+                    type="exceed_context_size_error",
+                )
+            return
+        if self.mode == "sglang":
+            total = prompt + (requested if isinstance(requested, int) else 0)
+            if total > limit:
+                raise OpenAIError(
+                    f"Requested token count exceeds the model's maximum context length of {limit} "
+                    f"tokens. You requested a total of {total} tokens: {prompt} tokens from the "
+                    f"input messages and {total - prompt} tokens for the completion. Please "
+                    "reduce the number of tokens in the input messages or the completion to fit "
+                    "within the limit."
+                )
+            return
         if self.mode == "vllm":
             if prompt > limit:
                 raise OpenAIError(
@@ -1014,7 +1161,7 @@ class FakeOpenAI(FakeUpstream):
         prompt_tokens = tokens.openai_completion_prompt_tokens(body["prompt"])
         max_tokens = body.get("max_tokens", 16)
         if (
-            self.mode == "vllm"
+            self.base == "vllm"
             and isinstance(max_tokens, int)
             and prompt_tokens + max_tokens > self.max_model_len
         ):
@@ -1035,7 +1182,7 @@ class FakeOpenAI(FakeUpstream):
         text = reply.content or ""
         finish = reply.finish_reason or "stop"
         usage = self._usage(
-            "vllm" if self.mode == "vllm" else "ollama",
+            "vllm" if self.base == "vllm" else "ollama",
             prompt_tokens,
             tokens.count_text(text),
             reply.usage,
@@ -1090,9 +1237,15 @@ class FakeOpenAI(FakeUpstream):
             "id": model_id,
             "object": "model",
             "created": CREATED,
-            "owned_by": OWNED_BY[self.mode],
+            "owned_by": OWNED_BY[self.mode] if self.detectable else "organization",
         }
-        if self.mode == "vllm":
+        if not self.detectable:
+            return obj
+        if self.mode == "sglang":
+            obj.update(root=model_id, parent=None, max_model_len=self.max_model_len)
+        elif self.mode == "llamacpp":
+            obj["meta"] = {"vocab_type": 2, "n_vocab": 151936, "n_ctx_train": 40960}
+        elif self.mode == "vllm":
             obj.update(
                 root=model_id,
                 parent=None,
@@ -1162,7 +1315,78 @@ class FakeOpenAI(FakeUpstream):
         return web.Response(body=orjson.dumps(result), content_type="application/json")
 
     async def _health(self, request: web.Request) -> web.Response:
+        if self.mode == "llamacpp":
+            return web.json_response({"status": "ok"})
         return web.Response(status=200)
+
+    # ------------------------------------------------------------------ detection endpoints
+    async def _version(self, request: web.Request) -> web.Response:
+        """vLLM ``GET /version``, Ollama ``GET /api/version``: ``{"version": ...}``."""
+        return web.json_response({"version": VERSIONS[self.mode]})
+
+    async def _sglang_server_info(self, request: web.Request) -> web.Response:
+        """SGLang ``GET /get_server_info``: its server args plus a few live figures."""
+        return web.json_response(
+            {
+                "model_path": self.models[0],
+                "tokenizer_path": self.models[0],
+                "host": "0.0.0.0",
+                "port": 30000,
+                "context_length": self.max_model_len,
+                "tp_size": 1,
+                "reasoning_parser": "qwen3",
+                "tool_call_parser": "qwen25",
+                "version": VERSIONS["sglang"],
+                "internal_states": [{"last_gen_throughput": 0.0}],
+            }
+        )
+
+    async def _llamacpp_props(self, request: web.Request) -> web.Response:
+        """llama.cpp ``GET /props``: ``n_ctx`` is the per-slot context size."""
+        return web.json_response(
+            {
+                "default_generation_settings": {
+                    "id": 0,
+                    "n_ctx": self.max_model_len,
+                    "speculative": False,
+                    "is_processing": False,
+                    "params": {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "n_predict": -1},
+                },
+                "total_slots": 1,
+                "model_path": "/models/" + self.models[0],
+                "chat_template": "{%- for message in messages %}...{%- endfor %}",
+                "modalities": {"vision": False, "audio": False},
+                "build_info": VERSIONS["llamacpp"],
+            }
+        )
+
+    async def _ollama_show(self, request: web.Request) -> web.Response:
+        """Ollama ``POST /api/show``: the model's build-time context length in ``model_info``."""
+        body = self._body(request)
+        name = body.get("model") or body.get("name")
+        if not self.accept_any_model and name not in self.models:
+            return web.json_response({"error": f"model '{name}' not found"}, status=404)
+        return web.json_response(
+            {
+                "modelfile": f"FROM {name}\n",
+                "parameters": 'stop "<|im_start|>"\nstop "<|im_end|>"\ntemperature 0.6',
+                "template": "{{- range .Messages }}...{{- end }}",
+                "details": {
+                    "format": "gguf",
+                    "family": "qwen3",
+                    "parameter_size": "8.2B",
+                    "quantization_level": "Q4_K_M",
+                },
+                "model_info": {
+                    "general.architecture": "qwen3",
+                    "general.parameter_count": 8190735360,
+                    "qwen3.context_length": self.max_model_len,
+                    "qwen3.embedding_length": 4096,
+                },
+                "capabilities": ["completion", "tools", "thinking"],
+                "modified_at": "2025-10-01T12:00:00.000000000Z",
+            }
+        )
 
     async def _ollama_root(self, request: web.Request) -> web.Response:
         return web.Response(text="Ollama is running")
@@ -1193,8 +1417,8 @@ def _wire_tool_calls(calls: Sequence[ToolCall], style: Mode) -> list[dict[str, A
     out = []
     for k, c in enumerate(calls):
         call: dict[str, Any] = {"id": c.id}
-        if style == "ollama":
-            call["index"] = k  # Ollama puts the index on complete (non-delta) calls too
+        if style in ("ollama", "deepseek"):
+            call["index"] = k  # both put the index on complete (non-delta) calls too
         call["type"] = "function"
         call["function"] = {"name": c.name, "arguments": c.arguments}
         out.append(call)
@@ -1218,6 +1442,27 @@ def chat_completion(
 ) -> dict[str, Any]:
     """A non-streaming ``chat.completion`` object as the emulated server writes it."""
     wire_calls = _wire_tool_calls(tool_calls, style)
+    if style == "deepseek":
+        message = {"role": "assistant", "content": content or ""}
+        if reasoning is not None:
+            message["reasoning_content"] = reasoning
+        if wire_calls:
+            message["tool_calls"] = wire_calls
+        usage = dict(usage)
+        usage.setdefault(
+            "completion_tokens_details", {"reasoning_tokens": tokens.count_text(reasoning or "")}
+        )
+        return {
+            "id": chat_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+            ],
+            "usage": usage,
+            "system_fingerprint": "fp_deepseek_v4",
+        }
     if style == "vllm":
         message: dict[str, Any] = {
             "role": "assistant",
@@ -1318,6 +1563,8 @@ def stream_chunks(
         base["system_fingerprint"] = "fp_" + rand_hex(10)
     elif style == "ollama":
         base["system_fingerprint"] = "fp_ollama"
+    elif style == "deepseek":
+        base["system_fingerprint"] = "fp_deepseek_v4"
 
     def choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         ch: dict[str, Any] = {"index": 0, "delta": delta}
@@ -1345,6 +1592,32 @@ def stream_chunks(
                 }
             )
         finish_delta: dict[str, Any] = {"role": "assistant", "content": ""}
+    elif style == "deepseek":
+        # every delta names both channels; the one not speaking is null
+        deltas.append({"role": "assistant", "content": None, "reasoning_content": ""})
+        if reasoning:
+            for piece in split_text(reasoning, text_chunk):
+                deltas.append({"content": None, "reasoning_content": piece})
+        if content:
+            for piece in split_text(content, text_chunk):
+                deltas.append({"content": piece, "reasoning_content": None})
+        for k, call in enumerate(tool_calls):
+            deltas.append(
+                {
+                    "tool_calls": [
+                        {
+                            "index": k,
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
+            if call.arguments:
+                for piece in split_text(call.arguments, args_chunk):
+                    deltas.append({"tool_calls": [{"index": k, "function": {"arguments": piece}}]})
+        finish_delta = {"content": "", "reasoning_content": None}
     else:
         first: dict[str, Any] = {"role": "assistant", "content": ""}
         if style == "openai":
@@ -1388,7 +1661,7 @@ def stream_chunks(
                 "completion_tokens": done,
                 "total_tokens": usage["prompt_tokens"] + done,
             }
-    elif include_usage and style == "openai":
+    elif include_usage and style in ("openai", "deepseek"):
         # api.openai.com: every chunk carries "usage": null; vLLM omits the key (exclude_unset)
         for c in chunks:
             c["usage"] = None
@@ -1428,6 +1701,48 @@ def _additional(obj: Mapping[str, Any], allowed: frozenset[str], loc: str) -> No
                 f"Additional properties are not allowed ('{key}' was unexpected) - '{loc}'",
                 param=loc,
             )
+
+
+def _deepseek_thinks(body: Mapping[str, Any]) -> bool:
+    """DeepSeek thinking mode: on by default (``deepseek-chat`` is the non-thinking alias,
+    ``deepseek-reasoner`` always thinks); ``thinking: {"type": ...}`` switches it."""
+    model = body.get("model")
+    if model == "deepseek-reasoner":
+        return True
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "disabled"):
+        return bool(thinking["type"] == "enabled")
+    return model != "deepseek-chat"
+
+
+def _validate_deepseek_thinking(body: Mapping[str, Any], messages: list[Any]) -> None:
+    """api.deepseek.com's thinking-mode rules (its exact messages):
+
+    * an effort with thinking switched off is refused;
+    * in thinking mode, every assistant message of a turn (user message to user message) that
+      called tools must bring its ``reasoning_content`` back, in all later requests (an empty
+      string counts; the key must be there).
+    """
+    thinking = body.get("thinking")
+    if (
+        isinstance(thinking, dict)
+        and thinking.get("type") == "disabled"
+        and body.get("reasoning_effort") is not None
+    ):
+        raise OpenAIError(DEEPSEEK_EFFORT_DISABLED)
+    if not _deepseek_thinks(body):
+        return
+    turn: list[dict[str, Any]] = []
+    for msg in [*messages, {"role": "user"}]:
+        if msg.get("role") != "user":
+            if msg.get("role") == "assistant":
+                turn.append(msg)
+            continue
+        if any(m.get("tool_calls") for m in turn) and any(
+            not isinstance(m.get("reasoning_content"), str) for m in turn
+        ):
+            raise OpenAIError(DEEPSEEK_PASS_BACK)
+        turn = []
 
 
 def _check_tool_pairing(messages: list[dict[str, Any]]) -> None:

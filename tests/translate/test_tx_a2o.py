@@ -454,8 +454,13 @@ def test_thinking_to_reasoning_effort() -> None:
     out = conv(req(base, thinking={"type": "disabled"}))
     assert out["chat_template_kwargs"] == {"enable_thinking": False}
     assert "reasoning_effort" not in out
+    # DeepSeek: its own thinking switch, with an effort it takes (low/high/max)
     out = conv(req(base, thinking={"type": "enabled", "budget_tokens": 5000}), flavor="deepseek")
-    assert "reasoning_effort" not in out
+    assert out["thinking"] == {"type": "enabled"} and out["reasoning_effort"] == "high"
+    assert "chat_template_kwargs" not in out
+    # a server not recognised gets no switch at all
+    out = conv(req(base, thinking={"type": "enabled", "budget_tokens": 5000}), flavor="generic")
+    assert not {"thinking", "reasoning_effort", "chat_template_kwargs"} & set(out)
 
 
 def test_max_tokens_clamping() -> None:

@@ -244,6 +244,8 @@ def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
             "uptime_s": round(time.time() - app[STARTED], 1),
             "providers": providers,
             "deployments": states,
+            # what each provider's server is, and why dragoman thinks so (flavor: auto)
+            "flavors": {n: d.as_dict() for n, d in engine.detections.items()},
         }
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
@@ -313,5 +315,10 @@ def create_app(
         if app[ACCOUNTANT] is not None:
             await app[ACCOUNTANT].close()  # flushes the usage rows still queued
 
+    async def _detect(app: web.Application) -> None:
+        # flavor: auto asks each server once, with short timeouts, before the first request
+        await app[ENGINE].detect_flavors()
+
+    app.on_startup.append(_detect)
     app.on_cleanup.append(_close)
     return app

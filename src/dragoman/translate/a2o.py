@@ -11,6 +11,9 @@ import re
 from typing import Any
 
 from ..accounting.usage import Usage
+from ..dialects.anthropic.compat import is_billing_text, without_billing_line
+from ..dialects.openai.compat import pad_tool_turns
+from ..dialects.openai.flavors import Flavor, capabilities
 from ..errors import InvalidRequestError
 from ..protocols.anthropic import new_message_id
 from ..tokens import estimate_anthropic_request_tokens, estimate_text_tokens
@@ -23,7 +26,6 @@ from .common import (
 from .context import ResponseContext, Target
 from .names import sanitize_tool_id, shorten_tool_name, synthetic_signature
 
-BILLING_PREFIX = "x-anthropic-billing-header"
 NO_RESULT = "(no result)"
 TOOL_ERROR_PREFIX = "[tool error] "
 
@@ -53,11 +55,8 @@ _BUILTIN_SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 
+
 # thinking budget -> reasoning_effort (LiteLLM defaults, protocols.md §7.10)
-_EFFORTS_OPENAI = {"none", "minimal", "low", "medium", "high", "xhigh"}
-_EFFORTS_OLLAMA = {"none", "low", "medium", "high"}
-
-
 def effort_for_budget(budget: int) -> str:
     if budget < 1024:
         return "minimal"
@@ -68,20 +67,6 @@ def effort_for_budget(budget: int) -> str:
     if budget < 8192:
         return "high"
     return "xhigh"
-
-
-def _effort_for_flavor(effort: str, flavor: str) -> str:
-    if flavor == "openai":
-        if effort == "max":
-            return "xhigh"
-        return effort if effort in _EFFORTS_OPENAI else "medium"
-    if flavor == "ollama":
-        if effort in ("xhigh", "max"):
-            return "high"
-        if effort == "minimal":
-            return "low"
-        return effort if effort in _EFFORTS_OLLAMA else "medium"
-    return effort
 
 
 def _map_id(tool_id: Any) -> str:
@@ -128,8 +113,8 @@ def _image_part(block: dict[str, Any]) -> dict[str, Any] | None:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _document_text(block: dict[str, Any], flavor: str) -> dict[str, Any] | str:
-    """A document block -> text (or an OpenAI ``file`` part for PDFs on api.openai.com)."""
+def _document_text(block: dict[str, Any], pdf_parts: bool) -> dict[str, Any] | str:
+    """A document block -> text (or a ``file`` part for PDFs where the upstream takes them)."""
     src = block.get("source") or {}
     st = src.get("type")
     title = block.get("title")
@@ -138,7 +123,7 @@ def _document_text(block: dict[str, Any], flavor: str) -> dict[str, Any] | str:
         body = src.get("data") or ""
     elif st == "content":
         body = _text_of(src.get("content"), "\n")
-    elif st == "base64" and flavor == "openai":
+    elif st == "base64" and pdf_parts:
         return {
             "type": "file",
             "file": {
@@ -163,7 +148,7 @@ def _search_result_text(block: dict[str, Any]) -> str:
     return f"{head}\n{inner}" if head else inner
 
 
-def _tool_result(block: dict[str, Any], flavor: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _tool_result(block: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """tool_result -> (tool message, image parts that must travel in a following user message)."""
     c = block.get("content")
     images: list[dict[str, Any]] = []
@@ -189,7 +174,7 @@ def _tool_result(block: dict[str, Any], flavor: str) -> tuple[dict[str, Any], li
                 if img is not None:
                     images.append(img)
             elif it == "document":
-                d = _document_text(item, "vllm" if flavor == "openai" else flavor)
+                d = _document_text(item, False)  # a tool message carries no file parts
                 if isinstance(d, str):
                     texts.append(d)
             elif it == "search_result":
@@ -340,24 +325,24 @@ def anthropic_to_openai_request(
     body: dict[str, Any], target: Target
 ) -> tuple[dict[str, Any], ResponseContext]:
     """Anthropic Messages request -> OpenAI Chat Completions request for ``target``."""
-    flavor = target.flavor
+    caps = capabilities(target.flavor)
     reasoning_field = target.reasoning_field
     tool_names: dict[str, str] = {}
     otools, short_of = _convert_tools(body.get("tools"), tool_names)
 
     sys_parts: list[str] = []
     system = body.get("system")
+    # Claude Code's billing header changes on every request: dropped, or the upstream's prefix
+    # cache would miss on every turn
     if isinstance(system, str):
-        if system and not system.startswith(BILLING_PREFIX):
+        system = without_billing_line(system)
+        if system:
             sys_parts.append(system)
     elif isinstance(system, list):
         for b in system:
-            if isinstance(b, dict):
-                s = b.get("text")
-                if isinstance(s, str) and s and not s.startswith(BILLING_PREFIX):
-                    sys_parts.append(s)
-            elif isinstance(b, str) and b and not b.startswith(BILLING_PREFIX):
-                sys_parts.append(b)
+            s = b.get("text") if isinstance(b, dict) else b
+            if isinstance(s, str) and s and not is_billing_text(s):
+                sys_parts.append(s)
 
     conv: list[dict[str, Any]] = []
     last_role: str | None = None
@@ -368,7 +353,7 @@ def anthropic_to_openai_request(
         content = m.get("content")
         if role == "system":
             s = _text_of(content)
-            if s and not s.startswith(BILLING_PREFIX):
+            if s and not is_billing_text(s):
                 sys_parts.append(s)
             continue
         if role != "assistant":
@@ -389,7 +374,7 @@ def anthropic_to_openai_request(
                     continue
                 t = b.get("type")
                 if t == "tool_result":
-                    tm, imgs = _tool_result(b, flavor)
+                    tm, imgs = _tool_result(b)
                     tool_msgs.append(tm)
                     tool_images.extend(imgs)
                 elif t == "text":
@@ -401,7 +386,7 @@ def anthropic_to_openai_request(
                     if img is not None:
                         parts.append(img)
                 elif t == "document":
-                    d = _document_text(b, flavor)
+                    d = _document_text(b, caps.pdf_parts)
                     if isinstance(d, str):
                         if d:
                             parts.append({"type": "text", "text": d})
@@ -463,7 +448,7 @@ def anthropic_to_openai_request(
                 continue
             am: dict[str, Any] = {
                 "role": "assistant",
-                "content": "".join(texts) if texts else (None if flavor == "openai" else ""),
+                "content": "".join(texts) if texts else caps.empty_assistant_content,
             }
             if reasoning and reasoning_field:
                 am[reasoning_field] = "".join(reasoning)
@@ -478,6 +463,8 @@ def anthropic_to_openai_request(
         and not conv[-1].get("tool_calls")
     )
     conv = _repair_and_merge(conv)
+    if target.reasoning_with_tool_calls and reasoning_field:
+        conv = pad_tool_turns(conv, reasoning_field)  # after merging: merged turns carry it too
 
     messages: list[dict[str, Any]] = []
     if sys_parts:
@@ -499,27 +486,23 @@ def anthropic_to_openai_request(
             if room >= 1:
                 mt = min(mt, room)
             # else: the prompt alone overflows; let the upstream reject it with real numbers
-        mt = max(mt, 1)
-        if flavor == "openai":
-            out["max_completion_tokens"] = mt
-        else:
-            out["max_tokens"] = mt
+        out[caps.max_tokens_field] = max(mt, 1)
     for k in ("temperature", "top_p"):
         v = body.get(k)
         if v is not None:
             out[k] = v
-    if body.get("top_k") is not None and flavor != "openai":
+    if body.get("top_k") is not None and caps.accepts_top_k:
         out["top_k"] = body["top_k"]
     stops = [s for s in body.get("stop_sequences") or () if isinstance(s, str) and s.strip()]
     if stops:
-        out["stop"] = stops[:4] if flavor == "openai" else stops
+        out["stop"] = stops[: caps.max_stop] if caps.max_stop is not None else stops
     stream = body.get("stream")
     if stream is not None:
         out["stream"] = bool(stream)
         if stream:
             out["stream_options"] = {"include_usage": True}
     meta = body.get("metadata")
-    if isinstance(meta, dict) and flavor == "openai":
+    if isinstance(meta, dict) and caps.accepts_user:
         uid = meta.get("user_id")
         if isinstance(uid, str) and uid:
             out["user"] = uid if len(uid) <= 64 else hashlib.sha256(uid.encode()).hexdigest()
@@ -561,12 +544,14 @@ def anthropic_to_openai_request(
             budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
             if isinstance(budget, int):
                 effort = effort_for_budget(budget)
-        if effort and flavor in ("openai", "ollama", "vllm"):
-            out["reasoning_effort"] = _effort_for_flavor(effort, flavor)
-        if flavor == "vllm":
-            out["chat_template_kwargs"] = {"enable_thinking": True}
-    elif ttype == "disabled" and flavor == "vllm":
-        out["chat_template_kwargs"] = {"enable_thinking": False}
+        picked = caps.pick_effort(effort) if effort else None
+        if picked:
+            out["reasoning_effort"] = picked
+        _thinking_switch(out, caps, True)
+    elif ttype == "disabled":
+        # never together with an effort: DeepSeek answers 400 "thinking options type cannot be
+        # disabled when reasoning_effort is set" (Claude Code subagents send disabled + effort)
+        _thinking_switch(out, caps, False)
 
     fmt = output_config.get("format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
@@ -579,7 +564,7 @@ def anthropic_to_openai_request(
             },
         }
 
-    if prefill and flavor == "vllm":
+    if prefill and caps.prefill_switch == "continue_final_message":
         out["continue_final_message"] = True
         out["add_generation_prompt"] = False
 
@@ -590,6 +575,14 @@ def anthropic_to_openai_request(
         input_tokens_estimate=est,
     )
     return out, rctx
+
+
+def _thinking_switch(out: dict[str, Any], caps: Flavor, on: bool) -> None:
+    """Switch thinking on or off the way the upstream's chat template or API takes it."""
+    if caps.thinking_switch == "chat_template_kwargs":
+        out["chat_template_kwargs"] = {"enable_thinking": on}
+    elif caps.thinking_switch == "deepseek":
+        out["thinking"] = {"type": "enabled" if on else "disabled"}
 
 
 # ================================================================================ response

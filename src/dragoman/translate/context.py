@@ -22,12 +22,15 @@ class Target:
     context_window: int | None = None
     #: the upstream's output cap, if known
     max_output_tokens: int | None = None
-    #: OpenAI-compatible dialect quirks: "vllm", "openai", "ollama", "deepseek", "llamacpp",
-    #: "generic"
+    #: the upstream's row in the capability table (``dialects/openai/flavors.py``): "vllm",
+    #: "openai", "deepseek", "generic"...; translators look its columns up, never branch on it
     flavor: str = "vllm"
     #: assistant-message field that carries reasoning upstream ("reasoning", "reasoning_content",
     #: or "" to drop thinking on the way up)
     reasoning_field: str = "reasoning"
+    #: every assistant turn with tool calls carries ``reasoning_field``, empty when the client
+    #: kept no thinking (DeepSeek thinking mode rejects such a turn without it)
+    reasoning_with_tool_calls: bool = False
     #: default max_tokens for OpenAI clients reaching an Anthropic backend without one
     default_max_tokens: int = 4096
     #: the upstream model reasons (accepts ``reasoning_effort`` / thinking switches); False

@@ -64,6 +64,8 @@ class OpenAIToAnthropicStream:
 
     def __init__(self, rctx: ResponseContext) -> None:
         self.rctx = rctx
+        #: the delta field the upstream streamed its reasoning in (the engine learns it)
+        self.reasoning_key: str | None = None
         self.message_id = new_message_id()
         self._started = False
         self._done = False
@@ -161,10 +163,13 @@ class OpenAIToAnthropicStream:
             else:
                 return b"".join(out)
         d = ch.get("delta") or ch.get("message") or {}
-        r = d.get("reasoning")
+        key = "reasoning"
+        r = d.get(key)
         if not r:
-            r = d.get("reasoning_content")
+            key = "reasoning_content"
+            r = d.get(key)
         if r and isinstance(r, str):
+            self.reasoning_key = key
             self._think_state = "done"  # a real reasoning channel: no tag sniffing
             self._on_piece("thinking", r, out)
         c = d.get("content")
