@@ -58,9 +58,9 @@ def unhealthy(engine: Any) -> dict[str, str]:
     out = {}
     for d in deployments(engine):
         if d.cooling(now) or d.failures:
+            cooling = f"cooling {d.cooldown_until - now:.1f}s, " if d.cooling(now) else ""
             out[d.name] = (
-                f"cooling {d.cooldown_until - now:.1f}s, {len(d.failures)} recent failures, "
-                f"last error {d.last_error!r}"
+                f"{cooling}{len(d.failures)} recent failures, last error {d.last_error!r}"
             )
     return out
 
