@@ -59,9 +59,7 @@ def unhealthy(engine: Any) -> dict[str, str]:
     for d in deployments(engine):
         if d.cooling(now) or d.failures:
             cooling = f"cooling {d.cooldown_until - now:.1f}s, " if d.cooling(now) else ""
-            out[d.name] = (
-                f"{cooling}{len(d.failures)} recent failures, last error {d.last_error!r}"
-            )
+            out[d.name] = f"{cooling}{len(d.failures)} recent failures, last error {d.last_error!r}"
     return out
 
 
