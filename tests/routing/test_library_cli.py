@@ -202,10 +202,11 @@ def test_stream_error_mid_way_raises_typed(fakes: Fakes) -> None:
 
 # -- dragoman route ------------------------------------------------------------------------------
 
+# `dragoman route` never connects; the .invalid names (RFC 2606) could not be reached anyway
 ROUTE_CONFIG = {
     "providers": {
-        "anthropic": {"kind": "anthropic", "base_url": "http://127.0.0.1:9", "api_key": "k"},
-        "local": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "flavor": "vllm"},
+        "anthropic": {"kind": "anthropic", "base_url": "http://anthropic.invalid", "api_key": "k"},
+        "local": {"kind": "openai", "base_url": "http://local.invalid/v1", "flavor": "vllm"},
     },
     "models": {
         "sonnet": {
