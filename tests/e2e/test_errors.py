@@ -148,6 +148,7 @@ def test_openai_upstream_errors(
     r = http.post(stack.url + "/v1/chat/completions", CHAT, O_HEADERS)
     assert r.status == o_status
     assert "upstream says no" in o_err(r)["message"]
+    assert len(stack.vllm.requests) == 2
 
 
 @pytest.mark.leaves_cooldown  # an upstream failure counts against its deployment
@@ -169,6 +170,7 @@ def test_anthropic_upstream_errors(stack: Stack, status: int, etype: str, o_stat
         stack.url + "/v1/chat/completions", {**CHAT, "model": "claude-sonnet-4-5"}, O_HEADERS
     )
     assert r.status == o_status and "nope nope" in o_err(r)["message"]
+    assert len(stack.anthropic_fake.requests) == 2
 
 
 @pytest.mark.leaves_cooldown  # an upstream failure counts against its deployment
