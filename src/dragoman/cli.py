@@ -43,7 +43,7 @@ def main() -> None:
     "--port",
     type=int,
     default=None,
-    help="port (overrides server.port); 0 takes a free one, printed on the first line",
+    help="port (overrides server.port); 0 takes a free one, named in the 'serving on' line",
 )
 @click.option("--require-healthy", is_flag=True, help="refuse to start while a provider is down")
 def serve(config: str | None, host: str | None, port: int | None, require_healthy: bool) -> None:
