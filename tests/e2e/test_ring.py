@@ -740,7 +740,7 @@ def _say(request: pytest.FixtureRequest) -> Callable[[str], None]:
             print(line)
             return
         with capman.global_and_fixture_disabled():
-            tr.ensure_newline()
+            tr.write("\n")
             tr.write_line(line)
 
     return say
