@@ -689,8 +689,10 @@ def test_ring(ring: Ring, request: pytest.FixtureRequest) -> None:
     say(f"ring: seed {seed} (replay: DRAGOMAN_RING_SEED={seed}), {len(names)} cases")
     failures: list[str] = []
     t0 = time.monotonic()
+    generated = 0  # requests that reached an upstream's generation endpoint
     for i, name in enumerate(names):
         for f in (ring.anth, ring.vllm):
+            generated += len(f.requests_to("/v1/messages") + f.requests_to("/v1/chat/completions"))
             f.reset()
         try:
             CASES[name](ring)
@@ -703,7 +705,7 @@ def test_ring(ring: Ring, request: pytest.FixtureRequest) -> None:
                 pass
     took = time.monotonic() - t0
     say(f"ring: {len(names)} cases in {took:.1f}s, {len(failures)} failed")
-    _books(ring)
+    _books(ring, expect_rows=generated > 0)
     if failures:
         order = ", ".join(names)
         pytest.fail(
@@ -713,16 +715,16 @@ def test_ring(ring: Ring, request: pytest.FixtureRequest) -> None:
         )
 
 
-def _books(ring: Ring) -> None:
+def _books(ring: Ring, expect_rows: bool) -> None:
     """The store was on: usage rows were written and no ledger hold is left pending."""
-    http.get(ring.url + "/health")  # (the writer flushes every 50 ms)
     con = sqlite3.connect(ring.db)
     try:
 
         def rows() -> int:
             return int(con.execute("SELECT COUNT(*) FROM usage").fetchone()[0])
 
-        wait_until(lambda: rows() > 0, 10, "usage rows written")
+        if expect_rows:  # (the writer flushes every 50 ms)
+            wait_until(lambda: rows() > 0, 10, "usage rows written")
         pending = con.execute("SELECT COUNT(*) FROM ledger WHERE status = 'pending'").fetchone()
         assert pending[0] == 0
     finally:
