@@ -39,14 +39,19 @@ def main() -> None:
 @main.command()
 @click.option("--config", "-c", type=click.Path(dir_okay=False), help="YAML config file")
 @click.option("--host", default=None, help="bind address (overrides server.host)")
-@click.option("--port", type=int, default=None, help="port (overrides server.port)")
+@click.option(
+    "--port",
+    type=int,
+    default=None,
+    help="port (overrides server.port); 0 takes a free one, named in the 'serving on' line",
+)
 @click.option("--require-healthy", is_flag=True, help="refuse to start while a provider is down")
 def serve(config: str | None, host: str | None, port: int | None, require_healthy: bool) -> None:
     """Start the gateway."""
     cfg = _load(config)
     if host:
         cfg.server.host = host
-    if port:
+    if port is not None:
         cfg.server.port = port
     from .logs import setup_logging
 
@@ -132,7 +137,11 @@ async def _serve(cfg: Config, require_healthy: bool) -> int:
     gc.freeze()
     site = web.TCPSite(runner, cfg.server.host, cfg.server.port, reuse_address=True)
     await site.start()
-    click.echo(f"dragoman serving on http://{cfg.server.host}:{cfg.server.port} ({cfg.source})")
+    # the port really bound (``--port 0`` asks the OS for a free one): scripts and tests read it
+    # from this line instead of guessing a free port beforehand
+    bound = runner.addresses[0][1] if runner.addresses else cfg.server.port
+    host = f"[{cfg.server.host}]" if ":" in cfg.server.host else cfg.server.host
+    click.echo(f"dragoman serving on http://{host}:{bound} ({cfg.source})")
     click.echo(
         model_table(cfg)
         if cfg.models

@@ -156,9 +156,23 @@ class RetryConfig(_Strict):
 
 
 class CooldownConfig(_Strict):
+    """When a deployment is skipped for a while (README "Cooldowns").
+
+    A cooling deployment is skipped only while another route can take the request; the last
+    route is always tried, so a cooldown never makes a request fare worse than calling the
+    upstream directly.
+    """
+
+    #: failures (connection errors, timeouts, 5xx, 401/403) within ``window`` seconds that cool
+    #: a deployment down for ``cooldown`` seconds
     allowed_fails: int = 3
     window: float = 60.0
-    cooldown: float = 30.0
+    #: seconds a deployment cools down after ``allowed_fails``, or after a 429/529 that came
+    #: without a retry-after (with one, the upstream's own retry-after is the cooldown)
+    cooldown: float = Field(default=5.0, ge=0, allow_inf_nan=False)
+    #: upper bound, in seconds, on any upstream retry-after (backoff, cooldown, and the header
+    #: the client receives): absurd values (``inf``, ``1e300``, a date years ahead) become this
+    max_retry_after: float = Field(default=300.0, ge=0, allow_inf_nan=False)
 
 
 class RouteRule(_Strict):

@@ -15,7 +15,6 @@ keeps the books. A request goes through:
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import time
@@ -52,6 +51,7 @@ from .providers.anthropic import AnthropicProvider
 from .providers.detect import Detection
 from .providers.openai import OpenAIProvider
 from .relay import AnthropicRelay, OpenAIRelay, PrimedStream
+from .retry_after import header_value, parse_retry_after
 from .routing.deployments import (
     COOLING_ERRORS,
     CoolingOverloadedError,
@@ -384,26 +384,45 @@ class Engine:
             raise
         return result
 
+    def _usable(self, route: ModelRoute, images: bool) -> ModelRoute | None:
+        """The model that serves a request meant for ``route``: itself, or its vision model
+        when the request carries images and it has no vision; None when neither can."""
+        if not images or route.vision:
+            return route
+        vm = route.config.vision_model
+        vroute = self.models.get(vm) if vm else None
+        return vroute if vroute is not None and vroute.vision else None
+
+    def _another_route(
+        self, route: ModelRoute, queue: list[ModelRoute], tried: set[str], images: bool
+    ) -> bool:
+        """Whether a model other than ``route`` could still take the request if it gave way:
+        one of its fallbacks, or a model already waiting in the queue."""
+        for nxt in [self.models.get(n) for n in route.config.fallbacks] + queue:
+            usable = self._usable(nxt, images)
+            if usable is not None and usable.name not in tried and usable is not route:
+                return True
+        return False
+
     async def _with_fallbacks(self, call: Call, first: ModelRoute) -> Result:
         queue = [first]
         tried: set[str] = set()
         last: DragomanError | None = None
         images = call.decision is not None and call.decision.has_images
         while queue:
-            route = queue.pop(0)
-            if images and not route.vision:
+            wanted = queue.pop(0)
+            route = self._usable(wanted, images)
+            if route is None:
                 # a fallback must not forward images to a text-only model
-                vm = route.config.vision_model
-                vroute = self.models.get(vm) if vm else None
-                if vroute is None or not vroute.vision:
-                    log.info("fallback %s skipped: the request carries images", route.name)
-                    continue
-                route = vroute
+                log.info("fallback %s skipped: the request carries images", wanted.name)
+                continue
             if route.name in tried:
                 continue
             tried.add(route.name)
+            # a cooling model gives way only to another route; the last route is always tried
+            last_resort = not self._another_route(route, queue, tried, images)
             try:
-                return await self._try_model(call, route)
+                return await self._try_model(call, route, last_resort)
             except DragomanError as err:
                 cooling = isinstance(err, COOLING_ERRORS)
                 if err.upstream_status is None and not err.connection_error and not cooling:
@@ -430,35 +449,39 @@ class Engine:
             )
         raise last
 
-    async def _try_model(self, call: Call, route: ModelRoute) -> Result:
-        """Attempts on one model's deployments: retries with backoff, each maybe elsewhere."""
+    async def _try_model(self, call: Call, route: ModelRoute, last_resort: bool = True) -> Result:
+        """Attempts on one model's deployments: retries with backoff, each maybe elsewhere.
+
+        A cooling deployment is skipped only while another route exists: another live
+        deployment of this model, or (``last_resort`` False) a fallback model, to which this
+        one gives way once all its deployments are cooling. The last route is always tried,
+        cooling or not, so the caller gets the upstream's own answer (a 429 with its
+        retry-after, say), never a made-up one: a cooldown must not make a request fare worse
+        than calling the upstream directly.
+        """
         retries = 0
         tried: set[int] = set()
-        failed: Deployment | None = None
         strategy = route.config.strategy
         while True:
-            dep = choose(route.deployments, strategy, self.clock(), tried, self.rng)
+            now = self.clock()
+            dep = choose(route.deployments, strategy, now, tried, self.rng, last_resort=last_resort)
             if dep is None:
-                if failed is None:
-                    raise self._all_cooling(route)
-                # every deployment is cooling down, the last one because of this very request:
-                # the backoff before this retry already honoured its retry-after; try it again
-                dep = failed
+                raise self._all_cooling(route)  # a fallback takes it (see _with_fallbacks)
             call.attempts += 1
             try:
                 return await self._attempt(call, route, dep)
             except DragomanError as err:
                 if err.upstream_status is None and not err.connection_error:
                     raise
+                # Health decides what counts: not the client's own 4xx (routing.deployments)
+                self.health.failure(dep, err.upstream_status, err.message, err.retry_after)
                 retryable = self._retryable(err)
-                if retryable or err.upstream_status in (401, 403):
-                    # client mistakes (400, 404, 413, 422, refusals) say nothing about its health
-                    self.health.failure(dep, err.upstream_status, err.message, err.retry_after)
                 if retries >= self.retry.max_retries or not retryable:
                     raise
                 tried.add(id(dep))
-                failed = dep
                 now = self.clock()
+                if not last_resort and all(d.cooling(now) for d in route.deployments):
+                    raise  # every deployment is cooling down and a fallback can take it now
                 elsewhere = any(
                     id(d) not in tried and not d.cooling(now) for d in route.deployments
                 )
@@ -494,8 +517,11 @@ class Engine:
         return self.rng.uniform(0, min(cap, self.retry.base_delay * (2**retry)))
 
     def _all_cooling(self, route: ModelRoute) -> DragomanError:
+        """Every deployment of ``route`` is cooling down and a fallback model can take the
+        request: the error that makes ``_with_fallbacks`` move on (never the caller's answer
+        while another route exists; the last route is tried instead)."""
         now = self.clock()
-        wait = min((d.cooldown_until - now for d in route.deployments), default=1.0)
+        wait = min((d.cooldown_until - now for d in route.deployments), default=0.0)
         wait = max(wait, 0.0)
         statuses = {d.last_error.split(":")[0] if d.last_error else "" for d in route.deployments}
         msg = f"every deployment of model {route.name!r} is cooling down; retry in {wait:.1f}s"
@@ -504,7 +530,7 @@ class Engine:
             err = CoolingRateLimitError(msg, retry_after=wait)
         else:
             err = CoolingOverloadedError(msg, retry_after=wait)
-        err.headers["retry-after"] = str(max(1, int(wait + 0.999)))
+        err.headers["retry-after"] = header_value(wait)
         return err
 
     # -- one attempt -------------------------------------------------------------------------
@@ -621,10 +647,13 @@ class Engine:
         else:
             err = openai_upstream_error(rep.status, rep.body, rep.headers)
         err.upstream_status = rep.status
-        if err.retry_after is None:
-            err.retry_after = _retry_after(rep.headers)
+        # whatever the status, the upstream's retry-after (sane, capped) drives the backoff, the
+        # cooldown, and the header the caller gets
+        err.retry_after = parse_retry_after(
+            rep.headers, cap=self.config.routing.cooldown.max_retry_after
+        )
         if err.retry_after is not None:
-            err.headers.setdefault("retry-after", str(max(0, int(err.retry_after + 0.999))))
+            err.headers["retry-after"] = header_value(err.retry_after)
         return err
 
     async def _attempt(self, call: Call, route: ModelRoute, dep: Deployment) -> Result:
@@ -973,27 +1002,6 @@ async def _post_abs(prov: OpenAIProvider, url: str, body: dict[str, Any]) -> Ups
     finally:
         resp.release()
     return UpstreamReply(resp.status, resp.headers, data)
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``retry-after-ms``, or ``retry-after`` (seconds or an HTTP date)."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(float(ms) / 1000, 0.0)
-        except ValueError:
-            pass
-    s = headers.get("retry-after")
-    if s:
-        try:
-            return max(float(s), 0.0)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(s)
-            except (TypeError, ValueError):
-                return None
-            return max(when.timestamp() - time.time(), 0.0)
-    return None
 
 
 def _stream_error(kind: str, first: bytes) -> DragomanError | None:

@@ -1,11 +1,12 @@
-"""One dragoman stack (server + four fakes) per test module, reset before every test."""
+"""One dragoman stack (server + four fakes) per test module, reset before every test; after
+every test, the invariants of ``tests/support/invariants.py`` on every stack it used."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from tests.e2e.harness import Stack, start_stack, stop_stack
+from tests.e2e.harness import Stack, check_stacks, start_stack, stop_stack
 
 
 @pytest.fixture(scope="module")
@@ -19,3 +20,9 @@ def _cf_stack() -> Iterator[Stack]:
 def stack(_cf_stack: Stack) -> Stack:
     _cf_stack.reset()
     return _cf_stack
+
+
+@pytest.fixture(autouse=True)
+def _invariants(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    check_stacks(request)

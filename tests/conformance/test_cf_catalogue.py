@@ -191,11 +191,20 @@ def tc(index: int, *, id: str | None = None, name: str | None = None, args: Any 
 
 
 @pytest.fixture(scope="module")
-def acct_stack() -> Iterator[tuple[Stack, RecordingAccountant]]:
+def _acct_stack() -> Iterator[tuple[Stack, RecordingAccountant]]:
     acct = RecordingAccountant()
     s = start_custom_stack(accountant=acct)
     yield s, acct
     stop_stack(s)
+
+
+@pytest.fixture
+def acct_stack(
+    _acct_stack: tuple[Stack, RecordingAccountant],
+) -> tuple[Stack, RecordingAccountant]:
+    _acct_stack[0].reset()
+    _acct_stack[1].settled.clear()
+    return _acct_stack
 
 
 # =============================================================================== 1
@@ -403,8 +412,14 @@ def _history_with_thinking(signature: str = "sig-from-somewhere") -> list[dict[s
     ]
 
 
+@pytest.fixture
+def deepseek_stack(_deepseek_stack: Stack) -> Stack:
+    _deepseek_stack.reset()
+    return _deepseek_stack
+
+
 @pytest.fixture(scope="module")
-def deepseek_stack() -> Iterator[Stack]:
+def _deepseek_stack() -> Iterator[Stack]:
     """A DeepSeek-flavoured provider (reasoning must go back as ``reasoning_content``), served by
     a vLLM-mode fake that speaks ``reasoning_content``."""
 
@@ -442,7 +457,6 @@ def test_04_reasoning_content_passed_back(stack: Stack, deepseek_stack: Stack, c
             "O->A": ("claude-sonnet-4-5", stack.anthropic_fake, None),
             "O->O/vllm": ("coder", stack.vllm, "reasoning_content"),
         }[case]
-    s.reset()
     if case.startswith("A->"):
         msg = a_create(
             s,
@@ -740,8 +754,6 @@ def test_07_usage_split_and_streamed_cost(
     (input excludes cache), and the usage the gateway settles for a *streamed* request (what
     cost is computed from) is the upstream's real usage, so a streamed cost is never 0."""
     stack, acct = acct_stack
-    stack.reset()
-    acct.settled.clear()
     a_usage = {"input_tokens": 700, "cache_read_input_tokens": 300, "output_tokens": 40}
     o_usage = {
         "prompt_tokens": 1000,
@@ -1007,8 +1019,14 @@ def test_10_web_search_server_tool(stack: Stack, path: Path, tools: str) -> None
 # =============================================================================== 11
 
 
+@pytest.fixture
+def vision_stack(_vision_stack: Stack) -> Stack:
+    _vision_stack.reset()
+    return _vision_stack
+
+
 @pytest.fixture(scope="module")
-def vision_stack() -> Iterator[Stack]:
+def _vision_stack() -> Iterator[Stack]:
     """Models without vision, via ``start_stack`` overrides (models section)."""
     from tests.e2e.harness import start_stack
 
@@ -1085,9 +1103,9 @@ def test_11_image_to_non_vision_model(
     dialect (nothing reaches any upstream); with ``vision_model`` set the request goes to the
     vision model's backend instead (the api.openai.com fake), images intact."""
     s = vision_stack
-    s.reset()
     model = "coder-seeing" if vision_model else "coder"
-    s.oai.enqueue(ChatReply(content="A tiny black PNG."))
+    if vision_model:  # the only upstream that may be asked
+        s.oai.enqueue(ChatReply(content="A tiny black PNG."))
     messages = _image_messages(where, dialect)
     if not vision_model:
         if dialect == "anthropic":
@@ -1376,6 +1394,7 @@ def _enqueue_error(stack: Stack, path: Path, kind: str, times: int) -> None:
 ERR_PATHS = [A2A, A2O_VLLM, A2O_OLLAMA, A2O_OPENAI, O2A, O2O_VLLM, O2O_OLLAMA, O2O_OPENAI]
 
 
+@pytest.mark.leaves_cooldown  # the upstream's errors count against its deployment
 @pytest.mark.parametrize("kind", ERROR_KINDS)
 @pytest.mark.parametrize("path", ERR_PATHS, ids=ids(ERR_PATHS))
 def test_14_error_envelopes_and_529(stack: Stack, path: Path, kind: str) -> None:
@@ -1383,7 +1402,13 @@ def test_14_error_envelopes_and_529(stack: Stack, path: Path, kind: str) -> None
     with the right status (429 + retry-after, overloaded -> 529 ``overloaded_error``, 500
     ``api_error``, 401, context overflow -> 400 ``prompt is too long: N tokens > M maximum``),
     also for streaming requests (an HTTP error, not a 200 stream); OpenAI clients get
-    ``{"error":{message,type,param,code}}`` bodies. The SDK raises its typed exception."""
+    ``{"error":{message,type,param,code}}`` bodies. The SDK raises its typed exception.
+
+    Both calls reach the upstream: after the first error the only deployment may be cooling
+    down, but it is the last route, so the second call gets the upstream's own second answer
+    (with its retry-after), never one the gateway made up."""
+    fake = path.fake(stack)
+    retry_after = "7" if kind == "429" else None
     if path.client == "anthropic":
         status, etype, exc = A_EXPECT[kind]
         _enqueue_error(stack, path, kind, 2)
@@ -1393,8 +1418,7 @@ def test_14_error_envelopes_and_529(stack: Stack, path: Path, kind: str) -> None
         body = r.json()
         assert body["type"] == "error" and set(body["error"]) >= {"type", "message"}
         assert body["error"]["type"] == etype
-        if kind == "429":
-            assert r.headers.get("retry-after") == "7"
+        assert r.headers.get("retry-after") == retry_after
         if kind == "context-overflow":
             m = PROMPT_TOO_LONG.match(body["error"]["message"])
             assert m, body["error"]["message"]
@@ -1405,6 +1429,9 @@ def test_14_error_envelopes_and_529(stack: Stack, path: Path, kind: str) -> None
         with pytest.raises(exc) as ei, client.messages.stream(**a_req(path)) as s:
             s.get_final_message()
         assert ei.value.status_code == status
+        assert ei.value.response.headers.get("retry-after") == retry_after
+        assert "cooling" not in str(ei.value.message)
+        assert len(fake.requests) == 2
         return
     status, etype, exc_o = O_EXPECT[kind]
     _enqueue_error(stack, path, kind, 2)
@@ -1414,18 +1441,21 @@ def test_14_error_envelopes_and_529(stack: Stack, path: Path, kind: str) -> None
     assert set(body) == {"error"}, body
     assert set(body["error"]) >= {"message", "type", "param", "code"}
     assert body["error"]["type"] == etype
-    if kind == "429":
-        assert r.headers.get("retry-after") == "7"
+    assert r.headers.get("retry-after") == retry_after
     if kind == "context-overflow":
         assert re.search(r"40000|250000", body["error"]["message"])
     with pytest.raises(exc_o) as eo:
         o_create(stack, **o_req(path))
     assert eo.value.status_code == status
+    assert eo.value.response.headers.get("retry-after") == retry_after
+    assert "cooling" not in str(eo.value.message)
+    assert len(fake.requests) == 2
 
 
 MID_PATHS = [A2O_VLLM, A2O_OLLAMA, A2A, O2A, O2O_VLLM]
 
 
+@pytest.mark.leaves_cooldown  # a stream that fails counts against its deployment
 @pytest.mark.parametrize("when", ["first-event", "after-content"])
 @pytest.mark.parametrize("path", MID_PATHS, ids=ids(MID_PATHS))
 def test_14b_stream_errors_in_client_dialect(stack: Stack, path: Path, when: str) -> None:

@@ -1,11 +1,12 @@
-"""Fixtures: one dragoman stack per module (see harness.py), reset before every test."""
+"""Fixtures: one dragoman stack per module (see harness.py), reset before every test; after
+every test, the invariants of ``tests/support/invariants.py`` on every stack it used."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from tests.e2e.harness import Stack, start_stack, stop_stack
+from tests.e2e.harness import Stack, check_stacks, start_stack, stop_stack
 
 
 @pytest.fixture(scope="module")
@@ -19,3 +20,9 @@ def _stack() -> Iterator[Stack]:
 def stack(_stack: Stack) -> Stack:
     _stack.reset()
     return _stack
+
+
+@pytest.fixture(autouse=True)
+def _invariants(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    check_stacks(request)

@@ -16,6 +16,13 @@ from typing import Any
 import anthropic
 import openai
 from tests.fakes import FakeAnthropic, FakeOpenAI
+from tests.support.invariants import (
+    LEAVES_COOLDOWN,
+    assert_consumed,
+    assert_healthy,
+    assert_settled,
+    forget_health,
+)
 from tests.support.servers import ServerThread
 
 from dragoman.config import load_config_dict
@@ -66,6 +73,8 @@ def base_config(
             "llama": {"provider": "ollama", "model": "qwen3:8b", "context_window": 32768},
         },
         "aliases": {"claude": "claude-sonnet-4-5", "claude-*": "coder"},
+        # each scripted upstream error reaches the client as it is; the default retries,
+        # cooldowns and a long-lived gateway are what test_ring.py runs
         "routing": {"retries": {"max_retries": 0}},
         "store": {"enabled": False},
     }
@@ -86,18 +95,30 @@ class Stack:
     def openai(self, **kw: Any) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=KEY, max_retries=0, **kw)
 
+    @property
+    def fakes(self) -> tuple[FakeAnthropic, FakeOpenAI, FakeOpenAI, FakeOpenAI]:
+        return (self.anthropic_fake, self.vllm, self.oai, self.ollama)
+
     def reset(self) -> None:
-        """Fresh fakes, no deployment left cooling down from an earlier test's errors, and no
-        reasoning field learned from an earlier test's answers."""
-        for f in (self.anthropic_fake, self.vllm, self.oai, self.ollama):
+        """Fresh fakes, and a check (not a scrub) that no earlier test left a deployment cooling
+        down or counting failures: cross-request state must stay visible (tests-review #1)."""
+        for f in self.fakes:
             f.reset()
-        if self.server.app is not None:
-            for route in self.engine.models.routes.values():
-                for d in route.deployments:
-                    d.cooldown_until = 0.0
-                    d.failures.clear()
-            for det in self.engine.detections.values():
-                det.reasoning_fields.clear()  # what earlier tests' answers taught it
+        assert_healthy(self.engine)
+        for det in self.engine.detections.values():
+            det.reasoning_fields.clear()  # what earlier tests' answers taught it
+
+    def check(self, *, leaves_cooldown: bool = False) -> None:
+        """After a test: every scripted reply consumed, nothing in flight, and no deployment
+        cooling or counting failures unless the test is marked ``leaves_cooldown`` (then they
+        are cleared here, openly)."""
+        try:
+            assert_consumed(*self.fakes)
+            assert_settled(self.engine)
+            if not leaves_cooldown:
+                assert_healthy(self.engine)
+        finally:
+            forget_health(self.engine)
 
     @property
     def engine(self) -> Any:
@@ -135,6 +156,18 @@ def start_stack(
     # as `dragoman serve` runs it: handlers are cancelled when their client disconnects
     server = ServerThread(make_app, shutdown_timeout=0.5, handler_cancellation=True).start()
     return Stack(server.url, anth, vllm, oai, ollama, server)
+
+
+def check_stacks(request: Any) -> None:
+    """Run ``Stack.check`` on every stack the finished test used (a fixture value that is a
+    Stack, or a tuple holding one), honouring ``@pytest.mark.leaves_cooldown``."""
+    leaves = request.node.get_closest_marker(LEAVES_COOLDOWN) is not None
+    seen: set[int] = set()
+    for value in getattr(request.node, "funcargs", {}).values():
+        for s in value if isinstance(value, tuple) else (value,):
+            if isinstance(s, Stack) and id(s) not in seen and s.server.app is not None:
+                seen.add(id(s))
+                s.check(leaves_cooldown=leaves)
 
 
 def stop_stack(s: Stack) -> None:

@@ -4,13 +4,10 @@ keys over the admin API, budgets enforced before the call, no secrets at rest, c
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +18,8 @@ import pytest
 from tests.e2e.harness import KEY, Stack, start_stack, stop_stack
 from tests.fakes import ChatReply, FakeOpenAI, Reply, text_block
 from tests.support import http
+from tests.support.invariants import wait_until
+from tests.support.serve import ServeProcess
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 ADMIN = "admin-secret-for-tests"
@@ -103,19 +102,22 @@ def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def astack(db: str) -> Iterator[Stack]:
-    os.environ["DRAGOMAN_MASTER_KEY"] = MASTER
-    s = start_stack(
-        {
-            "auth": {"keys": [KEY], "admin_key": ADMIN, "key_cache_ttl": 30},
-            "store": {"url": db, "flush_interval": 0.05},
-            "accounting": {"prices": PRICES},
-        },
-        store=True,
-    )
-    s.db_url = db  # type: ignore[attr-defined]
-    # a per-request-priced model for the budget test
-    yield s
-    stop_stack(s)
+    # the master key is set for this module's gateways only, and restored after (no leak into
+    # later modules: tests-review #14)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DRAGOMAN_MASTER_KEY", MASTER)
+        s = start_stack(
+            {
+                "auth": {"keys": [KEY], "admin_key": ADMIN, "key_cache_ttl": 30},
+                "store": {"url": db, "flush_interval": 0.05},
+                "accounting": {"prices": PRICES},
+            },
+            store=True,
+        )
+        s.db_url = db  # type: ignore[attr-defined]
+        # a per-request-priced model for the budget test
+        yield s
+        stop_stack(s)
 
 
 @pytest.fixture
@@ -195,6 +197,7 @@ def test_usage_row_matches_upstream(
     assert row.cost == pytest.approx(cost, rel=1e-6)
 
 
+@pytest.mark.leaves_cooldown  # an upstream failure counts against its deployment
 def test_cut_stream_is_charged_for_what_was_delivered(st: Stack) -> None:
     st.vllm.enqueue(ChatReply(content="word " * 200, cut_after=30))
     r = http.post(
@@ -342,33 +345,9 @@ def test_budget_fits_ten_of_fifty_concurrent(db: str) -> None:
             drop_schema(name)
 
 
-def _free_port() -> int:
-    so = socket.socket()
-    so.bind(("127.0.0.1", 0))
-    port = so.getsockname()[1]
-    so.close()
-    return port
-
-
-def _start_server(cfg: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DRAGOMAN_LOG_LEVEL": "WARNING", "DRAGOMAN_MASTER_KEY": MASTER}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dragoman", "serve", "--config", str(cfg), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(proc.stderr.read().decode() if proc.stderr else "exited")
-        try:
-            http.get(f"http://127.0.0.1:{port}/ping", timeout=1)
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start")
+def _start_server(cfg: Path) -> ServeProcess:
+    """`dragoman serve` on a port of the OS's choosing (``--port 0``, read from its output)."""
+    return ServeProcess(cfg, env={"DRAGOMAN_MASTER_KEY": MASTER}).start()
 
 
 def test_sigkill_leaves_no_pending_hold(db: str, tmp_path: Path) -> None:
@@ -385,13 +364,12 @@ def test_sigkill_leaves_no_pending_hold(db: str, tmp_path: Path) -> None:
             "accounting:\n  prices: {coder: {input: 1.0, output: 2.0}}\n"
             "  budgets: [{scope: global, period: monthly, limit_usd: 1000}]\n"
         )
-        port = _free_port()
-        proc = _start_server(cfg, port)
+        proc = _start_server(cfg)
         try:
             # a few requests complete, then several hang on a slow upstream
             for _ in range(3):
                 r = http.post(
-                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    proc.url + "/v1/chat/completions",
                     {"model": "coder", "messages": [{"role": "user", "content": "x"}]},
                     {"x-api-key": KEY},
                 )
@@ -401,7 +379,7 @@ def test_sigkill_leaves_no_pending_hold(db: str, tmp_path: Path) -> None:
                 threading.Thread(
                     target=lambda: _swallow(
                         lambda: http.post(
-                            f"http://127.0.0.1:{port}/v1/chat/completions",
+                            proc.url + "/v1/chat/completions",
                             {"model": "coder", "messages": [{"role": "user", "content": "y"}]},
                             {"x-api-key": KEY},
                             timeout=10,
@@ -414,14 +392,18 @@ def test_sigkill_leaves_no_pending_hold(db: str, tmp_path: Path) -> None:
             for t in threads:
                 t.start()
             up.wait_for_requests(3 + 5, timeout=10)
-            time.sleep(0.3)
-            pending = query(url, "SELECT COUNT(*) FROM ledger WHERE status = 'pending'")[0][0]
-            assert pending == 5  # budgeted holds are persisted before the upstream call
+            # budgeted holds are persisted before the upstream call
+            wait_until(
+                lambda: (
+                    query(url, "SELECT COUNT(*) FROM ledger WHERE status = 'pending'")[0][0] == 5
+                ),
+                20,
+                "5 pending holds",
+            )
         finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
+            proc.stop(signal.SIGKILL)
         up.default_reply = None
-        proc = _start_server(cfg, port)
+        proc = _start_server(cfg)
         try:
             rows = query(url, "SELECT status, COUNT(*) FROM ledger GROUP BY status")
             counts = dict((r[0], r[1]) for r in rows)
@@ -434,8 +416,7 @@ def test_sigkill_leaves_no_pending_hold(db: str, tmp_path: Path) -> None:
             assert reserved == pytest.approx(0.0)
             assert spent == pytest.approx(confirmed)
         finally:
-            proc.terminate()
-            proc.wait(10)
+            proc.stop()
     if url.startswith("postgres"):
         drop_schema(name)
 
@@ -459,12 +440,11 @@ def test_graceful_stop_loses_no_usage_row(tmp_path: Path) -> None:
             "models:\n  coder: {provider: vllm, model: qwen3-coder, context_window: 32768}\n"
             f"store: {{url: '{url}', flush_interval: 60, batch_size: 1000}}\n"
         )
-        port = _free_port()
-        proc = _start_server(cfg, port)
+        proc = _start_server(cfg)
         try:
             for i in range(20):
                 r = http.post(
-                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    proc.url + "/v1/chat/completions",
                     {
                         "model": "coder",
                         "stream": i % 2 == 0,
@@ -475,7 +455,6 @@ def test_graceful_stop_loses_no_usage_row(tmp_path: Path) -> None:
                 assert r.status == 200
             assert query(url, "SELECT COUNT(*) FROM usage")[0][0] == 0  # still queued
         finally:
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(20) == 0
+            assert proc.stop(signal.SIGTERM) == 0
     assert query(url, "SELECT COUNT(*) FROM usage")[0][0] == 20
     assert query(url, "SELECT COUNT(*) FROM ledger WHERE status = 'confirmed'")[0][0] == 20

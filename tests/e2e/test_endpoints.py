@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from tests.e2e.harness import KEY, Stack
 from tests.support import http
+from tests.support.serve import ServeProcess
+from tests.support.sockets import RefusedPort
 
 from dragoman.cli import main, model_table
 from dragoman.config import ConfigError, config_from_env, load_config
@@ -129,71 +130,49 @@ def test_config_from_env_and_model_table() -> None:
 
 def test_example_configs_validate() -> None:
     root = Path(__file__).resolve().parents[2] / "examples"
-    for f in root.glob("*.yaml"):
-        load_config(f, env={})
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(proc.stderr.read().decode() if proc.stderr else "exited")
-        try:
-            http.get(f"http://127.0.0.1:{port}/ping", timeout=1)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("server did not start")
+    files = sorted(root.glob("*.yaml"))
+    assert files, f"no example configs in {root}"
+    for f in files:
+        cfg = load_config(f, env={})
+        assert cfg.models, f"{f.name} configures no model"
 
 
 def test_serve_subprocess_and_require_healthy(tmp_path: Path, stack: Stack) -> None:
-    """`dragoman serve` as a real process: starts, serves, and --require-healthy refuses to
-    start while a provider is down."""
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    f = tmp_path / "c.yaml"
-    f.write_text(
-        f"providers:\n  up: {{kind: openai, base_url: '{stack.vllm.base_url}',"
-        f" api_key: '{stack.vllm.api_key}'}}\n"
-        "  down: {kind: openai, base_url: 'http://127.0.0.1:9/v1'}\n"
-        "models:\n  coder: {provider: up, model: qwen3-coder}\n  other: {provider: down}\n"
-        "store: {enabled: false}\n"
-    )
-    env = {**os.environ, "DRAGOMAN_LOG_LEVEL": "WARNING"}
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dragoman",
-            "serve",
-            "--config",
-            str(f),
-            "--port",
-            str(port),
-            "--require-healthy",
-        ],
-        capture_output=True,
-        env=env,
-        timeout=30,
-    )
-    assert bad.returncode == 1 and b"down" in bad.stderr
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dragoman", "serve", "--config", str(f), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    try:
-        _wait_port(port, proc)
-        r = http.post(
-            f"http://127.0.0.1:{port}/v1/chat/completions",
-            {"model": "coder", "messages": [{"role": "user", "content": "hi"}]},
+    """`dragoman serve` as a real process: starts on the port the OS gives it (``--port 0``,
+    reported on its first line), serves, and --require-healthy refuses to start while a
+    provider is down (a refused port the test owns)."""
+    with RefusedPort() as down:
+        f = tmp_path / "c.yaml"
+        f.write_text(
+            f"providers:\n  up: {{kind: openai, base_url: '{stack.vllm.base_url}',"
+            f" api_key: '{stack.vllm.api_key}'}}\n"
+            f"  down: {{kind: openai, base_url: '{down.url}/v1'}}\n"
+            "models:\n  coder: {provider: up, model: qwen3-coder}\n  other: {provider: down}\n"
+            "store: {enabled: false}\n"
         )
-        assert r.status == 200 and r.json()["choices"][0]["message"]["content"]
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        env = {**os.environ, "DRAGOMAN_LOG_LEVEL": "WARNING"}
+        bad = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dragoman",
+                "serve",
+                "--config",
+                str(f),
+                "--port",
+                "0",
+                "--require-healthy",
+            ],
+            capture_output=True,
+            env=env,
+            timeout=60,
+        )
+        assert bad.returncode == 1 and b"down" in bad.stderr
+        with ServeProcess(f) as srv:
+            assert srv.port > 0 and srv.url == f"http://127.0.0.1:{srv.port}"
+            r = http.post(
+                srv.url + "/v1/chat/completions",
+                {"model": "coder", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert r.status == 200 and r.json()["choices"][0]["message"]["content"]
+            assert srv.stop() == 0

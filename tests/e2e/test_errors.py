@@ -118,6 +118,7 @@ def test_unknown_model_404_both_dialects(stack: Stack) -> None:
 # -- upstream errors, translated -------------------------------------------------------------
 
 
+@pytest.mark.leaves_cooldown  # an upstream failure counts against its deployment
 @pytest.mark.parametrize(
     ("status", "a_status", "a_type", "o_status"),
     [
@@ -140,14 +141,17 @@ def test_openai_upstream_errors(
     assert err["type"] == a_type
     if status == 429:
         assert r.headers["retry-after"] == "7"
-    # the same upstream failure to an OpenAI client reaching the same backend (pass-through)
-    stack.reset()  # a 429/529 cools the only deployment down; start the second call afresh
+    # the same upstream failure to an OpenAI client reaching the same backend (pass-through):
+    # a 429/529 has cooled the only deployment down, but the last route is always tried, so
+    # the client gets the upstream's own answer again, not a made-up one
     stack.vllm.enqueue(OpenAIErrorReply(status=status, message="upstream says no"))
     r = http.post(stack.url + "/v1/chat/completions", CHAT, O_HEADERS)
     assert r.status == o_status
     assert "upstream says no" in o_err(r)["message"]
+    assert len(stack.vllm.requests) == 2
 
 
+@pytest.mark.leaves_cooldown  # an upstream failure counts against its deployment
 @pytest.mark.parametrize(
     ("status", "etype", "o_status"),
     [
@@ -161,14 +165,15 @@ def test_anthropic_upstream_errors(stack: Stack, status: int, etype: str, o_stat
     stack.anthropic_fake.enqueue(ErrorReply(status=status, type=etype, message="nope nope"))
     r = http.post(stack.url + "/v1/messages", {**MSG, "model": "claude-sonnet-4-5"}, A_HEADERS)
     assert r.status == status and a_err(r)["type"] == etype  # pass-through keeps the envelope
-    stack.reset()
     stack.anthropic_fake.enqueue(ErrorReply(status=status, type=etype, message="nope nope"))
     r = http.post(
         stack.url + "/v1/chat/completions", {**CHAT, "model": "claude-sonnet-4-5"}, O_HEADERS
     )
     assert r.status == o_status and "nope nope" in o_err(r)["message"]
+    assert len(stack.anthropic_fake.requests) == 2
 
 
+@pytest.mark.leaves_cooldown  # an upstream failure counts against its deployment
 def test_overloaded_sdk_class(stack: Stack) -> None:
     stack.anthropic_fake.enqueue(ErrorReply(status=529, type="overloaded_error"))
     with pytest.raises(anthropic.APIStatusError) as ei:
@@ -205,6 +210,7 @@ def test_clamped_max_tokens_avoid_overflow(stack: Stack) -> None:
     assert sent["max_tokens"] <= 8192
 
 
+@pytest.mark.leaves_cooldown  # an upstream failure counts against its deployment
 @pytest.mark.parametrize("body", [b"<html>proxy error</html>", b"[1, 2]", b'{"choices": 7}'])
 def test_unreadable_upstream_answer_is_502_not_500(stack: Stack, body: bytes) -> None:
     stack.vllm.enqueue(OpenAIErrorReply(status=200, body=body))
@@ -214,6 +220,7 @@ def test_unreadable_upstream_answer_is_502_not_500(stack: Stack, body: bytes) ->
     assert b"internal error in the gateway" not in r.body
 
 
+@pytest.mark.leaves_cooldown  # an upstream failure counts against its deployment
 def test_unreadable_stream_event_becomes_error_event(stack: Stack) -> None:
     from tests.fakes import RawStream
 

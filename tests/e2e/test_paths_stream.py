@@ -176,14 +176,18 @@ def test_o2a_stream_translated(stack: Stack) -> None:
 
 @pytest.mark.parametrize("model", ["coder", "claude-sonnet-4-5"])
 def test_legacy_completions_stream(stack: Stack, model: str) -> None:
-    stack.vllm.enqueue(ChatReply(content="four five"))
-    stack.anthropic_fake.enqueue(Reply(content=[text_block("four five")]))
+    # only the backend the model routes to is scripted: a misroute would not get "four five"
+    if model == "coder":
+        stack.vllm.enqueue(ChatReply(content="four five"))
+    else:
+        stack.anthropic_fake.enqueue(Reply(content=[text_block("four five")]))
     chunks = list(
         stack.openai().completions.create(model=model, prompt="x", stream=True, max_tokens=10)
     )
     assert "".join(c.choices[0].text for c in chunks if c.choices) == "four five"
 
 
+@pytest.mark.leaves_cooldown  # an upstream failure counts against its deployment
 def test_a2o_midstream_error_becomes_error_event(stack: Stack) -> None:
     stack.vllm.enqueue(ChatReply(content="a long answer " * 10, error_after=4))
     import anthropic
@@ -198,6 +202,7 @@ def test_a2o_midstream_error_becomes_error_event(stack: Stack) -> None:
     assert "error" in str(ei.value).lower()
 
 
+@pytest.mark.leaves_cooldown  # an upstream failure counts against its deployment
 def test_a2o_cut_stream_never_looks_complete(stack: Stack) -> None:
     stack.vllm.enqueue(ChatReply(content="a long answer " * 10, cut_after=4))
     r = http.post(
@@ -214,6 +219,7 @@ def test_a2o_cut_stream_never_looks_complete(stack: Stack) -> None:
     assert "message_stop" not in names and names[-1] == "error"
 
 
+@pytest.mark.leaves_cooldown  # an upstream failure counts against its deployment
 def test_a2a_cut_stream_gets_error_event(stack: Stack) -> None:
     stack.anthropic_fake.enqueue(Reply(content=[text_block("x" * 200)], cut_after=5))
     r = http.post(
@@ -230,6 +236,7 @@ def test_a2a_cut_stream_gets_error_event(stack: Stack) -> None:
     assert "message_stop" not in names and names[-1] == "error"
 
 
+@pytest.mark.leaves_cooldown  # an upstream failure counts against its deployment
 def test_o2o_cut_stream_raises_in_sdk(stack: Stack) -> None:
     import openai
 
@@ -300,6 +307,7 @@ def test_client_disconnect_closes_upstream_at_once(
     assert dep.inflight == 0
 
 
+@pytest.mark.leaves_cooldown  # an upstream failure counts against its deployment
 def test_broken_streams_count_against_deployment_health(stack: Stack) -> None:
     """Streams that break after they started are failures of the deployment: enough of them
     in the window cool it down (allowed_fails, default 3)."""

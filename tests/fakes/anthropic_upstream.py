@@ -339,6 +339,8 @@ class FakeAnthropic(FakeUpstream):
     def reset(self) -> None:
         super().reset()
         self._cache_prefixes.clear()
+        with self._lock:  # signatures issued for an earlier test are not valid in the next
+            self.issued_signatures.clear()
 
     # ------------------------------------------------------------------ app
     def app(self) -> web.Application:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import inspect
 import secrets
 import string
 import threading
@@ -244,6 +246,7 @@ class FakeUpstream:
         self._url: str | None = None
         # how long stop() lets in-flight (e.g. deliberately slow) responses run before cancelling
         self.shutdown_timeout = 0.25
+        self._options: dict[str, Any] = {}
 
     # ---- scripting
     def enqueue(self, *replies: Any) -> Self:
@@ -266,11 +269,22 @@ class FakeUpstream:
         return reply
 
     def reset(self) -> None:
-        """Forget queued replies and recorded requests (configuration is kept)."""
+        """Back to the fake as started: no queued replies, no recorded requests, no default
+        reply, and every constructor option restored (a test that changed ``validate`` or
+        ``models`` on a shared fake cannot leak it into the next one)."""
         with self._lock:
             self._queue.clear()
             self.requests.clear()
         self.default_reply = None
+        for name, value in self._options.items():
+            setattr(self, name, copy.deepcopy(value))
+
+    def _snapshot_options(self) -> None:
+        """Remember the constructor options as they are once built (see ``reset``)."""
+        params = inspect.signature(type(self).__init__).parameters
+        self._options = {
+            n: copy.deepcopy(getattr(self, n)) for n in params if n != "self" and hasattr(self, n)
+        }
 
     # ---- inspection
     def _record(self, req: RecordedRequest) -> None:
@@ -307,6 +321,7 @@ class FakeUpstream:
         from ..support.servers import ServerThread
 
         if self._server is None:
+            self._snapshot_options()
             self._server = ServerThread(self.app(), shutdown_timeout=self.shutdown_timeout)
             self._server.start()
             self._url = self._server.url

@@ -1,5 +1,8 @@
 """Fixtures: fakes once per module; a fresh engine (server or library) per test.
 
+After each test every scripted upstream reply must have been consumed (none answered in the
+upstream's place) and no deployment may still count a request in flight.
+
 ``drv`` is parametrized over ``server`` and ``library``, so each test that takes it runs through
 the real HTTP server and through ``dragoman.Gateway``. ``make_driver(routing=...)`` builds one
 with routing overrides (retries, cooldown).
@@ -20,6 +23,7 @@ from tests.routing.harness import (
     make_config,
     start_fakes,
 )
+from tests.support.invariants import assert_consumed, assert_settled
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +49,13 @@ def make_driver(request: pytest.FixtureRequest, fakes: Fakes) -> Iterator[Callab
         return d
 
     yield make
-    for d in made:
-        d.close()
+    try:
+        for d in made:
+            assert_settled(d.engine)
+        assert_consumed(*fakes.all)
+    finally:
+        for d in made:
+            d.close()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from tests.fakes import FakeAnthropic, FakeOpenAI
 from tests.support import http
 from tests.support.servers import ServerThread
+from tests.support.sockets import FullBacklogPort, RefusedPort, SilentPort
 
 import dragoman
 from dragoman.config import load_config_dict
@@ -74,27 +74,34 @@ class Fakes:
     anth: FakeAnthropic
     anth2: FakeAnthropic
     vllm: FakeOpenAI
-    dead_url: str
+    #: ports the module owns: refused, silent (accepts, never answers), unreachable (connects hang)
+    refused: RefusedPort
+    silent: SilentPort
+    unreachable: FullBacklogPort
+
+    @property
+    def all(self) -> tuple[FakeAnthropic, FakeAnthropic, FakeOpenAI]:
+        return (self.anth, self.anth2, self.vllm)
 
     def reset(self) -> None:
-        for f in (self.anth, self.anth2, self.vllm):
+        for f in self.all:
             f.reset()
 
     def stop(self) -> None:
-        for f in (self.anth, self.anth2, self.vllm):
+        for f in self.all:
             f.stop()
+        for p in (self.refused, self.silent, self.unreachable):
+            p.close()
 
 
 def start_fakes() -> Fakes:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    s.close()  # nothing listens there: connection refused
     return Fakes(
         FakeAnthropic().start(),
         FakeAnthropic().start(),
         FakeOpenAI("vllm", accept_any_model=True).start(),
-        dead,
+        RefusedPort(),
+        SilentPort(backlog=256),
+        FullBacklogPort(),
     )
 
 
@@ -104,7 +111,11 @@ def base_config(f: Fakes) -> dict[str, Any]:
     def anth(fake: FakeAnthropic, **kw: Any) -> dict[str, Any]:
         return {"kind": "anthropic", "base_url": fake.url, "api_key": fake.api_key, **kw}
 
-    tight = {"connect": 1.0, "first_byte": 0.4, "idle": 0.4, "total": 1.5}
+    # distinct values, so a test can tell which knob fired: a gap longer than first_byte but
+    # shorter than idle must pass once the stream has started
+    tight = {"connect": 1.0, "first_byte": 0.5, "idle": 1.5, "total": 10.0}
+    brief = {**tight, "total": 1.5}
+    quick = {"connect": 0.5, "first_byte": 0.5, "idle": 0.5, "total": 10.0}
     return {
         "providers": {
             "anth": anth(f.anth),
@@ -122,7 +133,20 @@ def base_config(f: Fakes) -> dict[str, Any]:
                 "api_key": f.vllm.api_key,
                 "timeouts": tight,
             },
-            "dead": {"kind": "anthropic", "base_url": f.dead_url, "api_key": "x"},
+            "brief": anth(f.anth, timeouts=brief),
+            "dead": {"kind": "anthropic", "base_url": f.refused.url, "api_key": "x"},
+            "silent": {
+                "kind": "anthropic",
+                "base_url": f.silent.url,
+                "api_key": "x",
+                "timeouts": quick,
+            },
+            "unreachable": {
+                "kind": "openai",
+                "base_url": f.unreachable.url + "/v1",
+                "api_key": "x",
+                "timeouts": quick,
+            },
         },
         "models": {
             "claude": {"provider": "anth", "model": "claude-sonnet-4-5"},
@@ -198,11 +222,13 @@ def base_config(f: Fakes) -> dict[str, Any]:
             "blind": {"provider": "vllm", "model": "blind-model", "vision": False},
             "timed": {"provider": "tight", "model": "claude-sonnet-4-5"},
             "timed-o": {"provider": "tight_o", "model": "qwen3-coder"},
+            "trickle": {"provider": "brief", "model": "claude-sonnet-4-5"},
+            "hush": {"provider": "silent", "model": "claude-sonnet-4-5"},
+            "faraway": {"provider": "unreachable", "model": "qwen3-coder"},
         },
         "aliases": {"sonnet": "claude", "*haiku*": "claude"},
+        # retries and cooldowns are the defaults (asserted by the tests, never pinned here)
         "routing": {
-            "retries": {"max_retries": 3, "base_delay": 1.0, "max_delay": 60.0},
-            "cooldown": {"allowed_fails": 3, "window": 60.0, "cooldown": 30.0},
             "rules": [
                 {"name": "background", "match_model": "*haiku*", "model": "coder"},
                 {"name": "long-context", "min_input_tokens": 20000, "model": "big"},
@@ -299,7 +325,10 @@ class ServerDriver(Driver):
             holder["engine"] = Engine(config, sleep=time.sleep, clock=time.clock, rng=rng)
             return create_app(config, engine=holder["engine"])
 
-        self.server = ServerThread(make_app, shutdown_timeout=0.3).start()
+        # as `dragoman serve` runs it: a handler is cancelled when its client goes away
+        self.server = ServerThread(
+            make_app, shutdown_timeout=0.3, handler_cancellation=True
+        ).start()
         self.engine = holder["engine"]
         self.url = self.server.url
 

@@ -1,29 +1,33 @@
 """Issue items 5 (timeouts), 6 (vision routing) and 7 (scenario rules), server and library.
 
-The ``tight`` providers have connect 1 s, first byte 0.4 s, idle 0.4 s and total 1.5 s.
+The ``tight`` providers have connect 1 s, first byte 0.5 s, idle 1.5 s (distinct, so each test
+shows which knob fired) and total 10 s; ``brief`` is ``tight`` with total 1.5 s. ``hush`` talks
+to a port that accepts and never answers, ``faraway`` to one whose connects hang (both owned by
+the module, connect and first byte 0.5 s).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tests.fakes import ChatReply, Reply
-from tests.routing.harness import PNG, Driver, Fakes, chat, msg
+from tests.routing.harness import PNG, Driver, Fakes, base_config, chat, msg
 
-from dragoman.config import load_config_dict
-from dragoman.providers import make_provider
+from dragoman.config import Timeouts, load_config_dict
+
+NO_RETRY = {"retries": {"max_retries": 0}}
 
 # -- 5. timeouts ---------------------------------------------------------------------------------
 
 
-def test_timeouts_are_per_provider(fakes: Fakes) -> None:
-    from tests.routing.harness import base_config
-
+def test_timeouts_are_per_provider_with_safe_defaults(fakes: Fakes) -> None:
     cfg = load_config_dict(base_config(fakes))
-    t = make_provider("tight", cfg.providers["tight"])._timeout
-    assert (t.sock_connect, t.connect, t.sock_read, t.total) == (1.0, 1.0, 0.4, 1.5)
-    d = make_provider("anth", cfg.providers["anth"])._timeout
-    assert (d.sock_read, d.total) == (600.0, 3600.0)
+    assert cfg.providers["tight"].timeouts == Timeouts(
+        connect=1.0, first_byte=0.5, idle=1.5, total=10.0
+    )
+    assert cfg.providers["anth"].timeouts == Timeouts()
+    assert Timeouts() == Timeouts(connect=10.0, first_byte=600.0, idle=300.0, total=3600.0)
 
 
 def test_slow_first_byte_times_out_and_is_retried(drv: Driver, fakes: Fakes) -> None:
@@ -44,25 +48,65 @@ def test_first_byte_timeout_every_time_is_504(drv: Driver, fakes: Fakes) -> None
     fakes.anth.default_reply = Reply("late", first_byte_delay=0.8)
     r = drv.chat(chat("timed"))
     assert r.status == 504 and r.error_type in ("timeout_error", "timeout")
-    assert len(fakes.anth.requests) == 4
+    assert "did not answer within 0.5s" in r.error_message
+    assert len(fakes.anth.requests) == 4  # 1 + the default 3 retries
+
+
+def test_upstream_that_accepts_and_never_answers(make_driver: Any, fakes: Fakes) -> None:
+    drv = make_driver(NO_RETRY)
+    t0 = time.monotonic()
+    r = drv.messages(msg("hush"))
+    assert r.status == 504 and r.error_type == "timeout_error"
+    assert "did not answer within 0.5s" in r.error_message
+    assert time.monotonic() - t0 < 5
+    st = drv.states()["hush/silent"]
+    assert st["recent_failures"] == 1 and st["last_error"].startswith("connection")
+
+
+def test_connect_timeout(make_driver: Any, fakes: Fakes) -> None:
+    drv = make_driver(NO_RETRY)
+    r = drv.chat(chat("faraway"))
+    assert r.status == 504 and r.error_type in ("timeout_error", "timeout")
+    assert "could not connect within 0.5s" in r.error_message
+    assert drv.states()["faraway/unreachable"]["recent_failures"] == 1
+
+
+def test_refused_connection_is_a_529_and_counts(make_driver: Any, fakes: Fakes) -> None:
+    drv = make_driver(NO_RETRY)
+    r = drv.messages(msg("halfdead"))  # hd-dead (refused) weighs 1000: tried first, no retry
+    assert r.status == 529 and r.error_type == "overloaded_error"
+    assert "unreachable" in r.error_message
+    assert drv.states()["hd-dead"]["recent_failures"] == 1
+    assert not fakes.anth.requests
 
 
 def test_idle_gap_before_the_first_event_is_retried(drv: Driver, fakes: Fakes) -> None:
-    fakes.anth.enqueue(Reply("x", first_event_delay=1.0))  # headers at once, then silence
+    fakes.anth.enqueue(Reply("x", first_event_delay=2.0))  # headers at once, then silence
     r = drv.messages(msg("timed", stream=True))
     assert r.status == 200 and r.stream_error is None
     assert len(fakes.anth.requests) == 2
 
 
-def test_idle_gap_mid_stream_is_an_error_event(drv: Driver, fakes: Fakes) -> None:
+def test_gap_longer_than_first_byte_but_within_idle_passes(drv: Driver, fakes: Fakes) -> None:
+    # 1.0 s of silence mid-stream: more than first_byte (0.5 s), less than idle (1.5 s)
     fakes.anth.enqueue(Reply("some words here", pauses={4: 1.0}))
+    r = drv.messages(msg("timed", stream=True))
+    assert r.status == 200 and r.stream_error is None
+    assert r.text() == "some words here"
+    fakes.vllm.enqueue(ChatReply("some words here", pauses={3: 1.0}))
+    o = drv.chat(chat("timed-o", stream=True))
+    assert o.status == 200 and o.stream_error is None and o.text() == "some words here"
+
+
+def test_idle_gap_mid_stream_is_an_error_event(drv: Driver, fakes: Fakes) -> None:
+    fakes.anth.enqueue(Reply("some words here", pauses={4: 2.0}))
     r = drv.messages(msg("timed", stream=True))
     assert r.status == 200 and r.stream_error == "timeout_error"
     assert len(fakes.anth.requests) == 1 and drv.time.sleeps == []
 
 
 def test_idle_gap_mid_stream_openai_provider(drv: Driver, fakes: Fakes) -> None:
-    fakes.vllm.enqueue(ChatReply("some words here", pauses={3: 1.0}))
+    fakes.vllm.enqueue(ChatReply("some words here", pauses={3: 2.0}))
     r = drv.chat(chat("timed-o", stream=True))
     assert r.status == 200 and r.stream_error is not None
     assert len(fakes.vllm.requests) == 1
@@ -71,7 +115,7 @@ def test_idle_gap_mid_stream_openai_provider(drv: Driver, fakes: Fakes) -> None:
 def test_total_timeout_cuts_a_trickling_stream(drv: Driver, fakes: Fakes) -> None:
     # every gap (0.1 s) is under the idle limit, but the whole stream takes ~4 s > total 1.5 s
     fakes.anth.enqueue(Reply("x" * 40, text_chunk=1, event_delay=0.1))
-    r = drv.messages(msg("timed", stream=True))
+    r = drv.messages(msg("trickle", stream=True))
     assert r.status == 200 and r.stream_error is not None
     assert len(r.text()) < 40
 

@@ -113,6 +113,10 @@ class Provider:
     ) -> aiohttp.ClientResponse:
         try:
             return await self.session.request(method, url, data=body, headers=headers)
+        except aiohttp.ConnectionTimeoutError as e:
+            raise UpstreamTimeoutError(
+                f"upstream {self.name}: could not connect within {self.config.timeouts.connect:g}s"
+            ) from e
         except (TimeoutError, aiohttp.ServerTimeoutError) as e:
             raise UpstreamTimeoutError(
                 f"upstream {self.name} did not answer within {self.config.timeouts.first_byte:g}s"
@@ -154,7 +158,12 @@ class Provider:
         idle = self.config.timeouts.idle
         conn = resp.connection
         if conn is not None and conn.protocol is not None:
+            # from here the socket read timeout is the idle gap, not first_byte: set it, and
+            # re-arm the timer that the last bytes (headers, early events) armed with first_byte
+            # (tests/routing: a gap longer than first_byte but within idle passes)
             conn.protocol.read_timeout = idle
+            if not resp.content.is_eof():  # (a finished body has dropped its timer for good)
+                conn.protocol.start_timeout()
         return UpstreamStream(resp, idle)
 
     async def health(self) -> tuple[bool, str]:

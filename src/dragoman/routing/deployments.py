@@ -14,14 +14,15 @@ from ..providers import Provider
 
 
 class CoolingRateLimitError(RateLimitError):
-    """Every deployment of a model is cooling down after 429s (answered as 429 + retry-after)."""
+    """Every deployment of a model is cooling down after 429s, and another route exists."""
 
 
 class CoolingOverloadedError(OverloadedError):
-    """Every deployment of a model is cooling down (answered as 529 + retry-after)."""
+    """Every deployment of a model is cooling down, and another route exists."""
 
 
-#: errors that mean "this model cannot be tried right now": a fallback model may still help
+#: "this model is skipped for now": raised only when another route (a fallback model) can take
+#: the request, which it then does; the last route is always tried instead (engine._try_model)
 COOLING_ERRORS = (CoolingRateLimitError, CoolingOverloadedError)
 
 
@@ -76,6 +77,24 @@ class Deployment:
         }
 
 
+#: upstream statuses that cool a deployment down at once (for their retry-after)
+RATE_LIMITED = frozenset({429, 529})
+
+
+def speaks_for_health(status: int | None) -> bool:
+    """Whether a failure says something about the deployment rather than about the request.
+
+    ``None`` (no HTTP status: refused, reset, timed out, a stream that broke), 408, 429, 529 and
+    any 5xx do. The client's own 4xx (400, 404, 409, 413, 422, a refusal) do not: one caller's
+    bad request must not take a deployment away from everybody else (audit #33). 401 and 403 do
+    count: the client's key was already accepted by dragoman, so they say the *provider*
+    credentials are wrong, and that deployment will keep failing for every caller.
+    """
+    if status is None:
+        return True
+    return status >= 500 or status in (401, 403, 408) or status in RATE_LIMITED
+
+
 class Health:
     """Failure bookkeeping: N failures in a window, or a 429/529, cool a deployment down."""
 
@@ -99,20 +118,25 @@ class Health:
     ) -> None:
         """Record a failure; ``status`` None means the connection failed (no HTTP status).
 
-        A 429/529 cools the deployment down at once (for the upstream's retry-after when that
-        is longer than the configured cooldown); other failures (connection errors, 5xx...)
-        cool it down when ``allowed_fails`` of them fall within ``window`` seconds.
+        A 429/529 cools the deployment down at once: for the upstream's retry-after when it sent
+        one (already capped by ``retry_after.parse_retry_after``), else for ``cooldown``. Other
+        failures that speak for the deployment's health (``speaks_for_health``) cool it down for
+        ``cooldown`` when ``allowed_fails`` of them fall within ``window`` seconds; the rest
+        (the client's own 4xx) are not counted at all.
         """
+        if not speaks_for_health(status):
+            return
         now = self.clock()
         d.last_error = f"{status if status is not None else 'connection'}: {message[:200]}"
-        window = self.cfg.window
-        d.failures.append(now)
-        while d.failures and d.failures[0] < now - window:
-            d.failures.popleft()
-        if status in (429, 529):
-            d.cooldown_until = now + max(retry_after or 0.0, self.cfg.cooldown)
+        if status in RATE_LIMITED:
+            wait = self.cfg.cooldown if retry_after is None else retry_after
+            d.cooldown_until = now + min(wait, self.cfg.max_retry_after)
             d.failures.clear()
-        elif len(d.failures) >= self.cfg.allowed_fails:
+            return
+        d.failures.append(now)
+        while d.failures and d.failures[0] < now - self.cfg.window:
+            d.failures.popleft()
+        if len(d.failures) >= self.cfg.allowed_fails:
             d.cooldown_until = now + self.cfg.cooldown
             d.failures.clear()
 
@@ -123,9 +147,19 @@ def choose(
     now: float,
     exclude: set[int] | None = None,
     rng: random.Random | None = None,
+    *,
+    last_resort: bool = False,
 ) -> Deployment | None:
-    """Pick a deployment that is not cooling down (and not excluded, if others remain)."""
+    """Pick a deployment that is not cooling down (and not excluded, if others remain).
+
+    None when every deployment is cooling down, unless ``last_resort`` (no other route can take
+    the request): then a cooling deployment is still better than a made-up error, and the one
+    whose cooldown ends first is tried (preferring one not excluded).
+    """
     live = [d for d in deployments if not d.cooling(now)]
+    if not live and last_resort and deployments:
+        pool = [d for d in deployments if not exclude or id(d) not in exclude] or deployments
+        return min(pool, key=lambda d: d.cooldown_until)
     if exclude:
         fresh = [d for d in live if id(d) not in exclude]
         live = fresh or live

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from ..errors import STATUS_BY_TYPE, DragomanError, error_for, type_for_status
+from ..retry_after import parse_retry_after
 
 # --- context-overflow wordings (vLLM, OpenAI, DeepSeek, llama.cpp)
 _MAX_CTX = re.compile(r"maximum (?:context|model) length (?:is|of) (\d+)", re.I)
@@ -82,23 +83,6 @@ def rewrite_context_overflow(message: str, extra: Mapping[str, Any] | None = Non
         if message.startswith("prompt is too long"):
             return message
         return f"prompt is too long: {message}"
-    return None
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    lower = {k.lower(): v for k, v in headers.items()}
-    ms = lower.get("retry-after-ms")
-    if ms:
-        try:
-            return float(ms) / 1000.0
-        except ValueError:
-            pass
-    ra = lower.get("retry-after")
-    if ra:
-        try:
-            return float(ra)
-        except ValueError:
-            return None
     return None
 
 
@@ -196,7 +180,8 @@ def openai_upstream_error(status: int, body: bytes, headers: Mapping[str, str]) 
         if rewritten is not None:
             message = rewritten
             a_status, a_type = 400, "invalid_request_error"
-    retry = _retry_after(headers) if a_type in ("rate_limit_error", "overloaded_error") else None
+    limited = a_type in ("rate_limit_error", "overloaded_error")
+    retry = parse_retry_after(headers) if limited else None
     return error_for(
         a_type,
         message,
@@ -220,7 +205,7 @@ def anthropic_upstream_error(status: int, body: bytes, headers: Mapping[str, str
         etype,
         message,
         status=status if status >= 400 else None,
-        retry_after=_retry_after(headers),
+        retry_after=parse_retry_after(headers),
     )
 
 
