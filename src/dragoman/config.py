@@ -65,8 +65,11 @@ class ProviderConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     # --- OpenAI-compatible backends only -------------------------------------------------------
     #: dialect quirks: "vllm" (default), "openai" (api.openai.com: strict params), "ollama",
-    #: "deepseek", "llamacpp"
-    flavor: Literal["vllm", "openai", "ollama", "deepseek", "llamacpp", "generic"] = "vllm"
+    #: "deepseek", "llamacpp", "mistral" (api.mistral.ai: 9-character tool-call ids, strict
+    #: params)
+    flavor: Literal["vllm", "openai", "ollama", "deepseek", "llamacpp", "mistral", "generic"] = (
+        "vllm"
+    )
     #: assistant-message field carrying reasoning text sent back upstream ("" drops it)
     reasoning_field: str | None = None
     #: ``POST {root}/tokenize`` exists (vLLM); None = guess from flavor
@@ -79,7 +82,9 @@ class ProviderConfig(_Strict):
     def effective_reasoning_field(self) -> str:
         if self.reasoning_field is not None:
             return self.reasoning_field
-        return {"deepseek": "reasoning_content", "openai": ""}.get(self.flavor, "reasoning")
+        return {"deepseek": "reasoning_content", "openai": "", "mistral": ""}.get(
+            self.flavor, "reasoning"
+        )
 
     def supports_tokenize(self) -> bool:
         if self.tokenize is not None:

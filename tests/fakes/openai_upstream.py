@@ -1,4 +1,4 @@
-"""A fake OpenAI-compatible server: vLLM (default), api.openai.com or Ollama, on the wire.
+"""A fake OpenAI-compatible server: vLLM (default), api.openai.com, Ollama or api.mistral.ai.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models`` (and
 ``/v1/models/{id}`` for openai/ollama); vLLM only: ``POST /tokenize`` and ``GET /health`` (not
@@ -21,7 +21,15 @@ What it checks (400 unless noted; wording of the emulated server):
 * chat template strictness (``strict_system_first``: "System message must be at the
   beginning.", on by default for vLLM/Qwen; ``strict_alternation``: "Conversation roles must
   alternate user/assistant/user/assistant/...");
-* context window: ``max_model_len`` vs the fake tokenizer's prompt count (+ ``max_tokens``).
+* context window: ``max_model_len`` vs the fake tokenizer's prompt count (+ ``max_tokens``);
+* ``mistral_common`` (mistral mode, or vLLM with ``mistral_tokenizer=True``, i.e. vLLM serving a
+  Mistral model with ``--tokenizer-mode mistral``): tool-call ids of exactly 9 ``[a-zA-Z0-9]``,
+  message order (no user right after a tool result), as many tool results as tool calls, a
+  final user/tool turn (or an assistant with ``prefix``); mistral mode also answers 422
+  ``extra_forbidden`` to parameters and message keys api.mistral.ai does not know
+  (``stream_options``, ``max_completion_tokens``, ``reasoning``...).
+
+Sources of each rule: tests/fakes/README.md.
 
 Scripted replies: ``ChatReply``, ``ErrorReply``, ``RawStream`` or a callable, via ``enqueue``.
 """
@@ -56,21 +64,29 @@ from .common import (
 )
 from .sse import OPENAI_DONE, openai_frame
 
-Mode = Literal["vllm", "openai", "ollama"]
+Mode = Literal["vllm", "openai", "ollama", "mistral"]
+MODES = ("vllm", "openai", "ollama", "mistral")
 
 DEFAULT_API_KEY = "sk-test-openai-key"
 DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
     "vllm": ("qwen3-coder",),
     "openai": ("gpt-4.1", "gpt-4.1-mini", "o4-mini"),
     "ollama": ("qwen3:8b",),
+    "mistral": ("mistral-large-latest", "devstral-medium-latest"),
 }
-DEFAULT_MAX_MODEL_LEN: dict[str, int] = {"vllm": 32768, "openai": 128000, "ollama": 32768}
+DEFAULT_MAX_MODEL_LEN: dict[str, int] = {
+    "vllm": 32768,
+    "openai": 128000,
+    "ollama": 32768,
+    "mistral": 131072,
+}
 DEFAULT_TEXT: dict[str, str] = {
     "vllm": "Hello from fake vLLM",
     "openai": "Hello from fake OpenAI",
     "ollama": "Hello from fake Ollama",
+    "mistral": "Hello from fake Mistral",
 }
-OWNED_BY = {"vllm": "vllm", "openai": "system", "ollama": "library"}
+OWNED_BY = {"vllm": "vllm", "openai": "system", "ollama": "library", "mistral": "mistralai"}
 CREATED = 1_760_000_000
 
 
@@ -99,6 +115,20 @@ VLLM_EXTRA_PARAMS = _names(
     "vllm_xargs logits_processors use_beam_search thinking_token_budget"
 )
 OLLAMA_EXTRA_PARAMS = frozenset({"options", "keep_alive", "think", "format"})
+# api.mistral.ai chat completion parameters (docs.mistral.ai API reference); anything else is a
+# 422 extra_forbidden, stream_options and max_completion_tokens included
+MISTRAL_PARAMS = _names(
+    "model messages temperature top_p max_tokens stream stop random_seed response_format tools "
+    "tool_choice presence_penalty frequency_penalty n prediction parallel_tool_calls "
+    "prompt_mode safe_prompt metadata"
+)
+MISTRAL_MESSAGE_KEYS: dict[str, frozenset[str]] = {
+    "system": frozenset({"role", "content"}),
+    "user": frozenset({"role", "content"}),
+    "assistant": frozenset({"role", "content", "tool_calls", "prefix"}),
+    "tool": frozenset({"role", "content", "tool_call_id", "name"}),
+}
+MISTRAL_ID = re.compile(r"^[a-zA-Z0-9]{9}$")
 MESSAGE_KEYS: dict[str, frozenset[str]] = {
     "system": frozenset({"role", "content", "name"}),
     "developer": frozenset({"role", "content", "name"}),
@@ -145,6 +175,8 @@ OPENAI_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 
 def new_chat_id(mode: Mode) -> str:
+    if mode == "mistral":
+        return "cmpl-" + rand_hex(32)
     if mode == "ollama":
         return f"chatcmpl-{int(rand_hex(4), 16) % 1000}"
     if mode == "openai":
@@ -152,7 +184,9 @@ def new_chat_id(mode: Mode) -> str:
     return "chatcmpl-" + rand_hex(32)
 
 
-def new_tool_call_id(mode: Mode) -> str:
+def new_tool_call_id(mode: Mode, mistral_ids: bool = False) -> str:
+    if mode == "mistral" or mistral_ids:
+        return rand_b62(9)  # mistral_common's format: 9 characters [a-zA-Z0-9]
     if mode == "ollama":
         return "call_" + rand_b62(8).lower()
     if mode == "openai":
@@ -295,6 +329,10 @@ def error_body(
     if mode == "ollama":
         etype = type or ("invalid_request_error" if status < 500 else "api_error")
         return {"error": {"message": message, "type": etype, "param": param, "code": code}}
+    if mode == "mistral":
+        # api.mistral.ai: a flat object; "code" is a string such as "3280" (or null)
+        etype = type or ("invalid_request_error" if status < 500 else "internal_error")
+        return {"object": "error", "message": message, "type": etype, "param": param, "code": code}
     etype = type or OPENAI_ERROR_TYPES.get(status, "server_error")
     return {"error": {"message": message, "type": etype, "param": param, "code": code}}
 
@@ -303,12 +341,15 @@ def error_body(
 
 
 class FakeOpenAI(FakeUpstream):
-    """Options: ``mode`` ("vllm" | "openai" | "ollama"); ``api_key`` (None = no auth; the
-    default key is ``DEFAULT_API_KEY`` for vllm/openai); ``models`` / ``accept_any_model``;
-    ``max_model_len``; ``reasoning_field`` ("reasoning" or "reasoning_content");
-    ``strict_system_first``; ``strict_alternation``; ``strict_tool_pairing``;
-    ``reject_empty_tools``; ``auto_tool_choice`` (vLLM ``--enable-auto-tool-choice``);
-    ``emit_stop_reason`` (vLLM's per-choice ``stop_reason``); ``validate``."""
+    """Options: ``mode`` ("vllm" | "openai" | "ollama" | "mistral"); ``api_key`` (None = no
+    auth; the default key is ``DEFAULT_API_KEY`` except for ollama); ``models`` /
+    ``accept_any_model``; ``max_model_len``; ``reasoning_field`` ("reasoning" or
+    "reasoning_content"); ``strict_system_first``; ``strict_alternation``;
+    ``strict_tool_pairing`` (api.openai.com's rule and wording; on in openai mode only: vLLM
+    and Ollama do not check pairing at the API layer); ``mistral_tokenizer`` (``mistral_common``
+    request validation: on in mistral mode, opt-in for vLLM); ``reject_empty_tools``;
+    ``auto_tool_choice`` (vLLM ``--enable-auto-tool-choice``); ``emit_stop_reason`` (vLLM's
+    per-choice ``stop_reason``); ``validate``."""
 
     def __init__(
         self,
@@ -322,6 +363,7 @@ class FakeOpenAI(FakeUpstream):
         strict_system_first: bool | None = None,
         strict_alternation: bool = False,
         strict_tool_pairing: bool | None = None,
+        mistral_tokenizer: bool | None = None,
         reject_empty_tools: bool = True,
         auto_tool_choice: bool = True,
         emit_stop_reason: bool | None = None,
@@ -329,7 +371,7 @@ class FakeOpenAI(FakeUpstream):
         default_text: str | None = None,
     ) -> None:
         super().__init__()
-        if mode not in ("vllm", "openai", "ollama"):
+        if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         self.mode: Mode = mode
         self.api_key = api_key
@@ -342,7 +384,10 @@ class FakeOpenAI(FakeUpstream):
         )
         self.strict_alternation = strict_alternation
         self.strict_tool_pairing = (
-            mode != "ollama" if strict_tool_pairing is None else strict_tool_pairing
+            mode == "openai" if strict_tool_pairing is None else strict_tool_pairing
+        )
+        self.mistral_tokenizer = (
+            mode == "mistral" if mistral_tokenizer is None else mistral_tokenizer
         )
         self.reject_empty_tools = reject_empty_tools
         self.auto_tool_choice = auto_tool_choice
@@ -406,7 +451,7 @@ class FakeOpenAI(FakeUpstream):
         return resp
 
     def _http_exception(self, request: web.Request, exc: web.HTTPException) -> web.Response:
-        if self.mode == "vllm":  # FastAPI's default
+        if self.mode in ("vllm", "mistral"):  # FastAPI's default
             detail = "Not Found" if exc.status == 404 else "Method Not Allowed"
             return web.Response(
                 status=exc.status,
@@ -428,6 +473,10 @@ class FakeOpenAI(FakeUpstream):
             return
         if self.mode == "vllm":
             raise OpenAIError("Unauthorized", 401, body={"error": "Unauthorized"})
+        if self.mode == "mistral":
+            raise OpenAIError(
+                "Unauthorized", 401, body={"message": "Unauthorized", "request_id": rand_hex(32)}
+            )
         if token is None:
             raise OpenAIError(
                 "You didn't provide an API key. You need to provide your API key in an "
@@ -463,6 +512,8 @@ class FakeOpenAI(FakeUpstream):
             raise OpenAIError(
                 f'model "{model}" not found, try pulling it first', 404, type="api_error"
             )
+        if self.mode == "mistral":
+            raise OpenAIError(f"Invalid model: {model}", 400, type="invalid_model", code="1500")
         raise OpenAIError(
             f"The model `{model}` does not exist or you do not have access to it.",
             404,
@@ -477,7 +528,7 @@ class FakeOpenAI(FakeUpstream):
         if self.validate:
             self._validate_chat(body, rec)
         prompt_tokens = self.count_prompt_tokens(body)
-        if self.validate and self.mode != "ollama":
+        if self.validate and self.mode in ("vllm", "openai"):
             self._check_context(prompt_tokens, body)
         reply = self._pop_reply(rec)
         if reply is None:
@@ -491,7 +542,10 @@ class FakeOpenAI(FakeUpstream):
         style: Mode = reply.stream_style or self.mode
         calls = [_tool_call(t) for t in reply.tool_calls]
         calls = [
-            c if c.id else ToolCall(new_tool_call_id(style), c.name, c.arguments) for c in calls
+            c
+            if c.id
+            else ToolCall(new_tool_call_id(style, self.mistral_tokenizer), c.name, c.arguments)
+            for c in calls
         ]
         content = reply.content
         if content is None and not calls and reply.reasoning is None and reply.refusal is None:
@@ -619,6 +673,8 @@ class FakeOpenAI(FakeUpstream):
             for key in body:
                 if key not in OPENAI_PARAMS:
                     raise OpenAIError(f"Unrecognized request argument supplied: {key}")
+        elif mode == "mistral":
+            _mistral_extra_params(body)
         else:
             known = OPENAI_PARAMS | VLLM_EXTRA_PARAMS | OLLAMA_EXTRA_PARAMS
             ignored = sorted(k for k in body if k not in known)
@@ -692,6 +748,73 @@ class FakeOpenAI(FakeUpstream):
         self._validate_tool_choice(body.get("tool_choice"), tools)
         self._validate_response_format(body.get("response_format"))
         self._validate_messages(messages)
+        if self.mistral_tokenizer:
+            self._validate_mistral(body, messages)
+
+    def _mistral_error(self, message: str, etype: str, code: str) -> OpenAIError:
+        if self.mode == "mistral":
+            return OpenAIError(message, 400, type=etype, code=code)
+        return OpenAIError(message, 400)  # vLLM: BadRequestError, code 400
+
+    def _validate_mistral(self, body: dict[str, Any], messages: list[Any]) -> None:
+        """``mistral_common``'s request validator (MistralRequestValidatorV3+, serving mode):
+        message structure first, then each message's content."""
+        order = "invalid_request_message_order", "3230"
+        if len(messages) == 1 and messages[0]["role"] not in ("user", "system"):
+            raise self._mistral_error(
+                "Conversation must start with a user message or system message", *order
+            )
+        last = messages[-1]
+        if len(messages) > 1 and last["role"] not in ("user", "tool"):
+            prefixed = last["role"] == "assistant" and (
+                last.get("prefix") or body.get("continue_final_message")
+            )
+            if not prefixed:
+                raise self._mistral_error(
+                    "Expected last role User or Tool (or Assistant with prefix or "
+                    "continue_final_message set to True) for serving but got "
+                    f"{last['role']}",
+                    *order,
+                )
+        follows = {
+            "system": {"user", "assistant", "system"},
+            "user": {"assistant", "system", "user"},
+            "assistant": {"assistant", "user", "tool"},
+            "tool": {"assistant", "tool"},
+        }
+        prev: str | None = None
+        for m in messages:
+            role = m["role"]
+            if prev is not None and role not in follows.get(prev, set()):
+                raise self._mistral_error(f"Unexpected role '{role}' after role '{prev}'", *order)
+            prev = role
+        expected = 0
+        for i, m in enumerate(messages):
+            if i == 0:
+                continue
+            if m["role"] == "tool":
+                expected -= 1
+            elif m["role"] == "assistant":
+                if expected != 0:
+                    raise self._mistral_error(
+                        "Not the same number of function calls and responses", *order
+                    )
+                expected = len(m.get("tool_calls") or [])
+        if expected != 0:
+            raise self._mistral_error("Not the same number of function calls and responses", *order)
+        bad_id = "invalid_function_call", "3280"
+        for m in messages:
+            ids: list[Any] = []
+            if m["role"] == "assistant":
+                ids = [c.get("id") for c in m.get("tool_calls") or [] if isinstance(c, dict)]
+            elif m["role"] == "tool":
+                ids = [m.get("tool_call_id")]
+            for tid in ids:
+                if not isinstance(tid, str) or not MISTRAL_ID.match(tid):
+                    raise self._mistral_error(
+                        f"Tool call id was {tid} but must be a-z, A-Z, 0-9, with a length of 9.",
+                        *bad_id,
+                    )
 
     def _validate_tools(self, tools: Any) -> None:
         if tools is None:
@@ -848,6 +971,8 @@ class FakeOpenAI(FakeUpstream):
                 )
             if mode == "openai":
                 _additional(msg, MESSAGE_KEYS[role], f"messages.{i}")
+            elif mode == "mistral":
+                _mistral_extra_keys(msg, i, role)
             content = msg.get("content")
             if role == "assistant":
                 if content is None and not msg.get("tool_calls") and not msg.get("function_call"):
@@ -1197,6 +1322,8 @@ def _wire_tool_calls(calls: Sequence[ToolCall], style: Mode) -> list[dict[str, A
             call["index"] = k  # Ollama puts the index on complete (non-delta) calls too
         call["type"] = "function"
         call["function"] = {"name": c.name, "arguments": c.arguments}
+        if style == "mistral":
+            call["index"] = k  # Mistral too, after the function
         out.append(call)
     return out
 
@@ -1250,6 +1377,21 @@ def chat_completion(
             "prompt_logprobs": None,
             "prompt_token_ids": None,
             "kv_transfer_params": None,
+        }
+    if style == "mistral":
+        message = {
+            "role": "assistant",
+            "tool_calls": wire_calls or None,
+            "content": content or "",
+            "prefix": False,
+        }
+        return {
+            "id": chat_id,
+            "object": "chat.completion",
+            "model": model,
+            "usage": dict(usage),
+            "created": created,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
         }
     if style == "ollama":
         message = {"role": "assistant", "content": content or ""}
@@ -1329,6 +1471,36 @@ def stream_chunks(
         return ch
 
     deltas: list[dict[str, Any]] = []
+    if style == "mistral":
+        # api.mistral.ai: whole tool calls in one delta, usage on the finish chunk, always
+        out = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                     "finish_reason": None}]}]
+        for piece in split_text(content or "", text_chunk) if content else []:
+            out.append(
+                {**base, "choices": [{"index": 0, "delta": {"content": piece},
+                                      "finish_reason": None}]}
+            )
+        if tool_calls:
+            out.append(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"tool_calls": _wire_tool_calls(tool_calls, "mistral")},
+                            "finish_reason": None,
+                        }
+                    ],
+                }
+            )
+        last: dict[str, Any] = {
+            **base,
+            "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": finish_reason}],
+        }
+        if usage:
+            last["usage"] = dict(usage)
+        out.append(last)
+        return out
     if style == "ollama":
         if reasoning:
             for piece in split_text(reasoning, text_chunk):
@@ -1428,6 +1600,58 @@ def _additional(obj: Mapping[str, Any], allowed: frozenset[str], loc: str) -> No
                 f"Additional properties are not allowed ('{key}' was unexpected) - '{loc}'",
                 param=loc,
             )
+
+
+def _extra_forbidden(loc: list[Any], value: Any) -> OpenAIError:
+    """api.mistral.ai's 422 for an input its schema does not know (pydantic extra_forbidden)."""
+    detail = [
+        {"type": "extra_forbidden", "loc": loc, "msg": "Extra inputs are not permitted",
+         "input": value}
+    ]
+    body = {
+        "object": "error",
+        "message": {"detail": detail},
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    return OpenAIError("Extra inputs are not permitted", 422, body=body)
+
+
+def _mistral_extra_params(body: Mapping[str, Any]) -> None:
+    for key, value in body.items():
+        if key == "stream_options" and isinstance(value, dict):
+            # the schema knows no such object: the error names the inner key
+            for inner, v in value.items():
+                raise _extra_forbidden(["body", "stream_options", inner], v)
+        if key not in MISTRAL_PARAMS:
+            raise _extra_forbidden(["body", key], value)
+
+
+def _mistral_extra_keys(msg: Mapping[str, Any], i: int, role: Any) -> None:
+    allowed = MISTRAL_MESSAGE_KEYS.get(role) if isinstance(role, str) else None
+    if allowed is None:
+        body = {
+            "object": "error",
+            "message": {
+                "detail": [
+                    {
+                        "type": "union_tag_invalid",
+                        "loc": ["body", "messages", i],
+                        "msg": f"Input tag '{role}' found using 'role' does not match any of the "
+                        "expected tags: 'system', 'user', 'assistant', 'tool'",
+                        "input": dict(msg),
+                    }
+                ]
+            },
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+        raise OpenAIError("Input tag does not match", 422, body=body)
+    for key, value in msg.items():
+        if key not in allowed:
+            raise _extra_forbidden(["body", "messages", i, role, key], value)
 
 
 def _check_tool_pairing(messages: list[dict[str, Any]]) -> None:

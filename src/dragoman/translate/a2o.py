@@ -22,10 +22,14 @@ from .common import (
 )
 from .context import ResponseContext, Target
 from .names import sanitize_tool_id, shorten_tool_name, synthetic_signature
+from .tool_ids import ANTHROPIC_PREFIX, MISTRAL9, ToolIds
 
 BILLING_PREFIX = "x-anthropic-billing-header"
 NO_RESULT = "(no result)"
 TOOL_ERROR_PREFIX = "[tool error] "
+#: assistant turn put between a tool result and a user turn that has more than text, for
+#: upstreams that reject a user turn right after a tool result (docs/translation.md)
+TOOL_USER_BRIDGE = "(tool results received)"
 
 _VALID_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 
@@ -84,11 +88,12 @@ def _effort_for_flavor(effort: str, flavor: str) -> str:
     return effort
 
 
-def _map_id(tool_id: Any) -> str:
-    """Deterministic id for request history (never random unless the client sent none)."""
+def _map_id(tool_id: Any, ids: ToolIds) -> str:
+    """Deterministic id for request history (never random unless the client sent none), in
+    the upstream's format."""
     if isinstance(tool_id, str) and _VALID_ID.match(tool_id):
-        return tool_id
-    return sanitize_tool_id(tool_id if isinstance(tool_id, str) else None)
+        return ids.up(tool_id)
+    return ids.up(sanitize_tool_id(tool_id if isinstance(tool_id, str) else None))
 
 
 def _text_of(content: Any, sep: str = "\n\n") -> str:
@@ -163,7 +168,9 @@ def _search_result_text(block: dict[str, Any]) -> str:
     return f"{head}\n{inner}" if head else inner
 
 
-def _tool_result(block: dict[str, Any], flavor: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _tool_result(
+    block: dict[str, Any], flavor: str, ids: ToolIds
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """tool_result -> (tool message, image parts that must travel in a following user message)."""
     c = block.get("content")
     images: list[dict[str, Any]] = []
@@ -204,7 +211,11 @@ def _tool_result(block: dict[str, Any], flavor: str) -> tuple[dict[str, Any], li
         text = str(c)
     if block.get("is_error"):
         text = TOOL_ERROR_PREFIX + text
-    tool_msg = {"role": "tool", "tool_call_id": _map_id(block.get("tool_use_id")), "content": text}
+    tool_msg = {
+        "role": "tool",
+        "tool_call_id": _map_id(block.get("tool_use_id"), ids),
+        "content": text,
+    }
     return tool_msg, images
 
 
@@ -282,6 +293,32 @@ def _repair_and_merge(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _no_user_after_tool(conv: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``mistral_common`` rejects a user turn right after a tool result ("Unexpected role 'user'
+    after role 'tool'"): text joins the last tool result; anything else gets a short assistant
+    turn in between (docs/translation.md)."""
+    out: list[dict[str, Any]] = []
+    for m in conv:
+        if m["role"] == "user" and out and out[-1]["role"] == "tool":
+            c = m.get("content")
+            text: str | None = None
+            if isinstance(c, str):
+                text = c
+            elif isinstance(c, list) and all(
+                isinstance(p, dict) and p.get("type") == "text" for p in c
+            ):
+                text = "\n\n".join(p.get("text") or "" for p in c)
+            if text is not None:
+                prev = out[-1]
+                pc = prev.get("content")
+                joined = f"{pc}\n\n{text}" if isinstance(pc, str) and pc else text
+                out[-1] = {**prev, "content": joined}
+                continue
+            out.append({"role": "assistant", "content": TOOL_USER_BRIDGE})
+        out.append(m)
+    return out
+
+
 def _convert_tools(
     tools: Any, tool_names: dict[str, str]
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -343,6 +380,7 @@ def anthropic_to_openai_request(
     flavor = target.flavor
     reasoning_field = target.reasoning_field
     tool_names: dict[str, str] = {}
+    ids = ToolIds(target.tool_id_format, ANTHROPIC_PREFIX)
     otools, short_of = _convert_tools(body.get("tools"), tool_names)
 
     sys_parts: list[str] = []
@@ -389,7 +427,7 @@ def anthropic_to_openai_request(
                     continue
                 t = b.get("type")
                 if t == "tool_result":
-                    tm, imgs = _tool_result(b, flavor)
+                    tm, imgs = _tool_result(b, flavor, ids)
                     tool_msgs.append(tm)
                     tool_images.extend(imgs)
                 elif t == "text":
@@ -435,7 +473,7 @@ def anthropic_to_openai_request(
                     name = b.get("name") or ""
                     calls.append(
                         {
-                            "id": _map_id(b.get("id")),
+                            "id": _map_id(b.get("id"), ids),
                             "type": "function",
                             "function": {
                                 "name": _short(name, short_of, tool_names),
@@ -478,6 +516,8 @@ def anthropic_to_openai_request(
         and not conv[-1].get("tool_calls")
     )
     conv = _repair_and_merge(conv)
+    if target.tool_id_format == MISTRAL9:
+        conv = _no_user_after_tool(conv)
 
     messages: list[dict[str, Any]] = []
     if sys_parts:
@@ -508,7 +548,7 @@ def anthropic_to_openai_request(
         v = body.get(k)
         if v is not None:
             out[k] = v
-    if body.get("top_k") is not None and flavor != "openai":
+    if body.get("top_k") is not None and flavor not in ("openai", "mistral"):
         out["top_k"] = body["top_k"]
     stops = [s for s in body.get("stop_sequences") or () if isinstance(s, str) and s.strip()]
     if stops:
@@ -516,7 +556,8 @@ def anthropic_to_openai_request(
     stream = body.get("stream")
     if stream is not None:
         out["stream"] = bool(stream)
-        if stream:
+        # api.mistral.ai rejects stream_options and puts usage on its last chunk anyway
+        if stream and flavor != "mistral":
             out["stream_options"] = {"include_usage": True}
     meta = body.get("metadata")
     if isinstance(meta, dict) and flavor == "openai":
@@ -582,12 +623,15 @@ def anthropic_to_openai_request(
     if prefill and flavor == "vllm":
         out["continue_final_message"] = True
         out["add_generation_prompt"] = False
+    elif prefill and flavor == "mistral":
+        messages[-1]["prefix"] = True  # Mistral's way to continue a final assistant turn
 
     rctx = ResponseContext(
         requested_model=target.requested_model,
         tool_names=tool_names,
         stop_sequences=stops,
         input_tokens_estimate=est,
+        tool_ids=ids if ids.active else None,
     )
     return out, rctx
 
@@ -665,7 +709,7 @@ def openai_to_anthropic_response(resp: dict[str, Any], rctx: ResponseContext) ->
         content.append(
             {
                 "type": "tool_use",
-                "id": sanitize_tool_id(tc.get("id")),
+                "id": rctx.client_tool_id(tc.get("id")),
                 "name": rctx.tool_names.get(name, name),
                 "input": parse_tool_arguments(fn.get("arguments")),
             }
