@@ -958,15 +958,15 @@ class FakeOpenAI(FakeUpstream):
             role = msg.get("role")
             if role is None:
                 raise OpenAIError(
-                    f"Missing required parameter: '{loc}.role'.",
-                    param=f"{loc}.role",
+                    f"Missing required parameter: 'messages[{i}].role'.",
+                    param=f"messages[{i}].role",
                     code="missing_required_parameter",
                 )
             if role not in ROLES:
                 raise OpenAIError(
                     f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', "
                     "'user', 'function', 'tool', and 'developer'.",
-                    param=f"{loc}.role",
+                    param=f"messages[{i}].role",
                     code="invalid_value",
                 )
             if mode == "openai":
@@ -981,6 +981,12 @@ class FakeOpenAI(FakeUpstream):
                         param=f"{loc}.content",
                     )
                 self._validate_tool_calls(msg.get("tool_calls"), loc)
+            elif "content" not in msg and role != "function":
+                raise OpenAIError(
+                    f"Missing required parameter: 'messages[{i}].content'.",
+                    param=f"messages[{i}].content",
+                    code="missing_required_parameter",
+                )
             elif content is None:
                 raise OpenAIError(
                     "Invalid value for 'content': expected a string, got null.",
@@ -988,8 +994,8 @@ class FakeOpenAI(FakeUpstream):
                 )
             if role == "tool" and "tool_call_id" not in msg:
                 raise OpenAIError(
-                    f"Missing required parameter: '{loc}.tool_call_id'.",
-                    param=f"{loc}.tool_call_id",
+                    f"Missing required parameter: 'messages[{i}].tool_call_id'.",
+                    param=f"messages[{i}].tool_call_id",
                     code="missing_required_parameter",
                 )
             if isinstance(content, list):
