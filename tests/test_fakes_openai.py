@@ -275,6 +275,27 @@ def test_error_shape_is_vllm(client: openai.OpenAI) -> None:
     }
 
 
+def test_vllm_flat_errors_of_older_versions(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    vllm.vllm_flat_errors = True
+    try:
+        resp = http.post(vllm.base_url + "/chat/completions",
+                         {"model": "qwen3-coder", "messages": USER, "tools": []}, auth(vllm))
+        assert resp.status == 400
+        assert resp.json() == {
+            "object": "error",
+            "message": "[] is too short - 'tools'",
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        }
+        vllm.enqueue(ChatReply(content="partial answer here", error_after=3))
+        body = {"model": "qwen3-coder", "messages": USER, "stream": True}
+        events = http.post(vllm.url + "/v1/chat/completions", body, auth(vllm)).events()
+        assert events[-2].json()["object"] == "error" and events[-1].is_done
+    finally:
+        vllm.vllm_flat_errors = False
+
+
 def test_system_must_be_first_on_vllm(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
     late_system = [*USER, {"role": "system", "content": "Agents: ..."}]
     err = bad_request(client, messages=late_system)
@@ -528,6 +549,58 @@ def test_openai_mode_rejects_anthropic_leaks(oai: FakeOpenAI) -> None:
     )
     late_system = [*USER, {"role": "system", "content": "fine on api.openai.com"}]
     c.chat.completions.create(model="gpt-4.1", messages=late_system)
+
+
+@pytest.mark.parametrize("model", ["o4-mini", "o3", "gpt-5", "gpt-5-mini"])
+def test_openai_reasoning_models_reject_chat_knobs(oai: FakeOpenAI, model: str) -> None:
+    oai.accept_any_model = True
+    try:
+        c = _client(oai)
+        assert bad_request(c, model=model, max_tokens=100).body == {
+            "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.",
+            "type": "invalid_request_error",
+            "param": "max_tokens",
+            "code": "unsupported_parameter",
+        }
+        assert bad_request(c, model=model, temperature=0.2).body == {
+            "message": "Unsupported value: 'temperature' does not support 0.2 with this model. "
+            "Only the default (1) value is supported.",
+            "type": "invalid_request_error",
+            "param": "temperature",
+            "code": "unsupported_value",
+        }
+        assert bad_request(c, model=model, stop=["END"]).body == {
+            "message": "Unsupported parameter: 'stop' is not supported with this model.",
+            "type": "invalid_request_error",
+            "param": "stop",
+            "code": "unsupported_parameter",
+        }
+        c.chat.completions.create(
+            model=model, messages=USER, max_completion_tokens=100, temperature=1,
+            reasoning_effort="low",
+        )
+    finally:
+        oai.accept_any_model = False
+
+
+@pytest.mark.parametrize("model", ["gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-5-chat-latest"])
+def test_openai_chat_models_reject_reasoning_effort(oai: FakeOpenAI, model: str) -> None:
+    oai.accept_any_model = True
+    try:
+        c = _client(oai)
+        assert bad_request(c, model=model, reasoning_effort="low").body == {
+            "message": "Unsupported parameter: 'reasoning_effort' is not supported with this "
+            "model.",
+            "type": "invalid_request_error",
+            "param": "reasoning_effort",
+            "code": "unsupported_parameter",
+        }
+        c.chat.completions.create(
+            model=model, messages=USER, max_tokens=100, temperature=0.2, stop=["END"]
+        )
+    finally:
+        oai.accept_any_model = False
 
 
 def test_openai_mode_auth_and_shapes(oai: FakeOpenAI) -> None:

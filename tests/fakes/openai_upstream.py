@@ -314,18 +314,20 @@ def error_body(
     type: str | None = None,
     param: str | None = None,
     code: int | str | None = None,
+    flat: bool = False,
 ) -> dict[str, Any]:
     if mode == "vllm":
-        # vLLM: "code" is always the integer status; "param" only names the model on 404
+        # vLLM (engine/protocol.py ErrorResponse{error: ErrorInfo}): "code" is always the integer
+        # status; "param" only names the model on 404. vLLM before the ErrorInfo change (up to
+        # v0.10) sent the same fields flat, with "object": "error" (``flat``).
         etype = type or VLLM_ERROR_TYPES.get(status, "InternalServerError")
-        return {
-            "error": {
-                "message": message,
-                "type": etype,
-                "param": param if status == 404 else None,
-                "code": code if isinstance(code, int) else status,
-            }
+        info = {
+            "message": message,
+            "type": etype,
+            "param": param if status == 404 else None,
+            "code": code if isinstance(code, int) else status,
         }
+        return {"object": "error", **info} if flat else {"error": info}
     if mode == "ollama":
         etype = type or ("invalid_request_error" if status < 500 else "api_error")
         return {"error": {"message": message, "type": etype, "param": param, "code": code}}
@@ -347,7 +349,8 @@ class FakeOpenAI(FakeUpstream):
     "reasoning_content"); ``strict_system_first``; ``strict_alternation``;
     ``strict_tool_pairing`` (api.openai.com's rule and wording; on in openai mode only: vLLM
     and Ollama do not check pairing at the API layer); ``mistral_tokenizer`` (``mistral_common``
-    request validation: on in mistral mode, opt-in for vLLM); ``reject_empty_tools``;
+    request validation: on in mistral mode, opt-in for vLLM); ``vllm_flat_errors`` (vLLM up to
+    v0.10's flat ``{"object": "error", ...}`` error bodies); ``reject_empty_tools``;
     ``auto_tool_choice`` (vLLM ``--enable-auto-tool-choice``); ``emit_stop_reason`` (vLLM's
     per-choice ``stop_reason``); ``validate``."""
 
@@ -364,6 +367,7 @@ class FakeOpenAI(FakeUpstream):
         strict_alternation: bool = False,
         strict_tool_pairing: bool | None = None,
         mistral_tokenizer: bool | None = None,
+        vllm_flat_errors: bool = False,
         reject_empty_tools: bool = True,
         auto_tool_choice: bool = True,
         emit_stop_reason: bool | None = None,
@@ -389,6 +393,7 @@ class FakeOpenAI(FakeUpstream):
         self.mistral_tokenizer = (
             mode == "mistral" if mistral_tokenizer is None else mistral_tokenizer
         )
+        self.vllm_flat_errors = vllm_flat_errors
         self.reject_empty_tools = reject_empty_tools
         self.auto_tool_choice = auto_tool_choice
         self.emit_stop_reason = mode == "vllm" if emit_stop_reason is None else emit_stop_reason
@@ -440,7 +445,13 @@ class FakeOpenAI(FakeUpstream):
         body = exc.body
         if body is None:
             body = error_body(
-                self.mode, exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code
+                self.mode,
+                exc.status,
+                exc.message,
+                type=exc.type,
+                param=exc.param,
+                code=exc.code,
+                flat=self.vllm_flat_errors,
             )
         resp = web.Response(
             status=exc.status, body=orjson.dumps(body), content_type="application/json"
@@ -590,6 +601,7 @@ class FakeOpenAI(FakeUpstream):
                 reply.error_message,
                 type=reply.error_type,
                 code=reply.error_code,
+                flat=self.vllm_flat_errors,
             )
             plan = StreamPlan(
                 frames=frames,
@@ -673,6 +685,7 @@ class FakeOpenAI(FakeUpstream):
             for key in body:
                 if key not in OPENAI_PARAMS:
                     raise OpenAIError(f"Unrecognized request argument supplied: {key}")
+            _openai_model_family_rules(body)
         elif mode == "mistral":
             _mistral_extra_params(body)
         else:
@@ -1606,6 +1619,44 @@ def _additional(obj: Mapping[str, Any], allowed: frozenset[str], loc: str) -> No
                 f"Additional properties are not allowed ('{key}' was unexpected) - '{loc}'",
                 param=loc,
             )
+
+
+def is_openai_reasoning_model(model: Any) -> bool:
+    """o-series and gpt-5 reasoning models (not gpt-5-chat, which is a chat model)."""
+    if not isinstance(model, str):
+        return False
+    m = model.lower()
+    return m.startswith(("o1", "o3", "o4", "gpt-5")) and not m.startswith("gpt-5-chat")
+
+
+def _unsupported_parameter(name: str, extra: str = "") -> OpenAIError:
+    return OpenAIError(
+        f"Unsupported parameter: '{name}' is not supported with this model.{extra}",
+        param=name,
+        code="unsupported_parameter",
+    )
+
+
+def _openai_model_family_rules(body: Mapping[str, Any]) -> None:
+    """api.openai.com: reasoning models take neither ``max_tokens`` nor a non-default
+    ``temperature`` nor ``stop``; chat models take no ``reasoning_effort``."""
+    if is_openai_reasoning_model(body.get("model")):
+        if body.get("max_tokens") is not None:
+            raise _unsupported_parameter(
+                "max_tokens", " Use 'max_completion_tokens' instead."
+            )
+        t = body.get("temperature")
+        if t is not None and t != 1:
+            raise OpenAIError(
+                f"Unsupported value: 'temperature' does not support {t} with this model. Only "
+                "the default (1) value is supported.",
+                param="temperature",
+                code="unsupported_value",
+            )
+        if body.get("stop") is not None:
+            raise _unsupported_parameter("stop")
+    elif body.get("reasoning_effort") is not None:
+        raise _unsupported_parameter("reasoning_effort")
 
 
 def _extra_forbidden(loc: list[Any], value: Any) -> OpenAIError:
