@@ -87,8 +87,12 @@ def test_openai_reference_bodies_are_the_documented_ones(stack: Stack) -> None:
 @pytest.mark.parametrize("case", sorted(ANTHROPIC_CASES))
 def test_anthropic_requests_get_the_same_400_on_every_path(stack: Stack, case: str) -> None:
     messages = ANTHROPIC_CASES[case]
+    key = stack.anthropic_fake.api_key
     direct = anthropic.Anthropic(
-        base_url=stack.anthropic_fake.url, api_key=stack.anthropic_fake.api_key, max_retries=0
+        base_url=stack.anthropic_fake.url,
+        api_key=key,
+        max_retries=0,
+        default_headers={"x-api-key": key},
     )
     with pytest.raises(anthropic.BadRequestError) as ref:
         direct.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fakes import FakeAnthropic, FakeOpenAI
+from tests.fakes.anthropic_upstream import DEFAULT_MODELS
 from tests.support import http
 from tests.support.servers import ServerThread
 
@@ -90,10 +91,19 @@ def start_fakes() -> Fakes:
     s.bind(("127.0.0.1", 0))
     dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     s.close()  # nothing listens there: connection refused
+    # strict like the services: x-api-key only, and only the model ids the tests serve
+    models = [
+        *DEFAULT_MODELS,
+        *(
+            {"type": "model", "id": m, "display_name": m, "created_at": "2026-01-01T00:00:00Z"}
+            for m in ("claude-big", "claude-primary", "claude-pics")
+        ),
+    ]
+    served = ["qwen3-coder", "safe-model", "text-model", "blind-model"]
     return Fakes(
-        FakeAnthropic().start(),
-        FakeAnthropic().start(),
-        FakeOpenAI("vllm", accept_any_model=True).start(),
+        FakeAnthropic(accept_bearer=False, strict_models=True, models=models).start(),
+        FakeAnthropic(accept_bearer=False, strict_models=True, models=models).start(),
+        FakeOpenAI("vllm", models=served).start(),
         dead,
     )
 
