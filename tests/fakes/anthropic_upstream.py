@@ -909,9 +909,12 @@ def validate_request(
     _validate_output_config(body.get("output_config"))
     tool_names = _validate_tools(body.get("tools"))
     _validate_tool_choice(body.get("tool_choice"), tool_names)
-    _validate_messages(body["messages"], betas, require_betas, signatures)
+    _validate_messages(body["messages"], betas, require_betas)
     if not count_tokens:
         _validate_thinking_in_use(body)
+    if signatures is not None:
+        # checked after the structural rules (the real API verifies signatures last)
+        _check_signatures(body["messages"], signatures)
     n = _cache_breakpoints(body)
     if n > 4:
         raise InvalidRequest(
@@ -1166,7 +1169,7 @@ def _validate_tool_choice(choice: Any, tool_names: set[str]) -> None:
             raise InvalidRequest(f"Tool '{choice['name']}' not found in 'tools'")
 
 
-def _validate_block(block: Any, loc: str, role: str, signatures: set[str] | None) -> None:
+def _validate_block(block: Any, loc: str, role: str) -> None:
     if not isinstance(block, dict):
         raise InvalidRequest(f"{loc}: Input should be a valid dictionary")
     kind = block.get("type")
@@ -1202,7 +1205,7 @@ def _validate_block(block: Any, loc: str, role: str, signatures: set[str] | None
         if isinstance(content, list):
             for j, sub in enumerate(content):
                 if isinstance(sub, dict) and sub.get("type") == "text":
-                    _validate_block(sub, f"{loc}.content.{j}", role, signatures)
+                    _validate_block(sub, f"{loc}.content.{j}", role)
         elif content is not None and not isinstance(content, str):
             raise InvalidRequest(f"{loc}.tool_result.content: Input should be a valid list")
         if "is_error" in block and not isinstance(block["is_error"], bool):
@@ -1216,8 +1219,6 @@ def _validate_block(block: Any, loc: str, role: str, signatures: set[str] | None
             raise InvalidRequest(f"{loc}.thinking.signature: Field required")
         if role != "assistant":
             raise InvalidRequest(f"{loc}: `thinking` blocks can only be in `assistant` messages")
-        if signatures is not None and block["signature"] not in signatures:
-            raise InvalidRequest(f"{loc}: Invalid `signature` in `thinking` block")
     elif kind == "image":
         source = block.get("source")
         if not isinstance(source, dict) or source.get("type") not in ("base64", "url", "file"):
@@ -1234,9 +1235,19 @@ def _validate_block(block: Any, loc: str, role: str, signatures: set[str] | None
             )
 
 
-def _validate_messages(
-    messages: Any, betas: set[str], require_betas: bool, signatures: set[str] | None
-) -> None:
+def _check_signatures(messages: list[dict[str, Any]], signatures: set[str]) -> None:
+    for i, msg in enumerate(messages):
+        content = msg.get("content")
+        if msg.get("role") != "assistant" or not isinstance(content, list):
+            continue
+        for j, block in enumerate(content):
+            if block.get("type") == "thinking" and block.get("signature") not in signatures:
+                raise InvalidRequest(
+                    f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+                )
+
+
+def _validate_messages(messages: Any, betas: set[str], require_betas: bool) -> None:
     if not isinstance(messages, list):
         raise InvalidRequest("messages: Input should be a valid list")
     system_ok = not require_betas or BETA_MID_CONV_SYSTEM in betas
@@ -1278,7 +1289,7 @@ def _validate_messages(
             _validate_text_blocks(content, f"{loc}.content")
             continue
         for j, block in enumerate(content):
-            _validate_block(block, f"{loc}.content.{j}", role, signatures)
+            _validate_block(block, f"{loc}.content.{j}", role)
     _validate_tool_pairing(messages)
 
 
