@@ -518,23 +518,34 @@ def test_thinking_rejects_sampling_knobs(client: anthropic.Anthropic, thinking: 
 
 def test_forced_tool_choice_only_with_manual_thinking(client: anthropic.Anthropic) -> None:
     for choice in ({"type": "any"}, {"type": "tool", "name": "get_weather"}):
-        assert _bad(
-            client,
+        assert (
+            _bad(
+                client,
+                max_tokens=4096,
+                messages=USER,
+                tools=[WEATHER_TOOL],
+                tool_choice=choice,
+                thinking=ENABLED,
+            )
+            == "Thinking may not be enabled when tool_choice forces tool use."
+        )
+    for thinking in (ENABLED, {"type": "adaptive"}):
+        client.messages.create(
+            model=MODEL,
             max_tokens=4096,
             messages=USER,
             tools=[WEATHER_TOOL],
-            tool_choice=choice,
-            thinking=ENABLED,
-        ) == "Thinking may not be enabled when tool_choice forces tool use."
-    for thinking in (ENABLED, {"type": "adaptive"}):
-        client.messages.create(
-            model=MODEL, max_tokens=4096, messages=USER, tools=[WEATHER_TOOL],
-            tool_choice={"type": "auto"}, thinking=thinking,  # type: ignore[arg-type]
+            tool_choice={"type": "auto"},
+            thinking=thinking,  # type: ignore[arg-type]
         )
     # adaptive thinking takes a forced tool choice
     client.messages.create(
-        model=MODEL, max_tokens=4096, messages=USER, tools=[WEATHER_TOOL],
-        tool_choice={"type": "any"}, thinking={"type": "adaptive"},
+        model=MODEL,
+        max_tokens=4096,
+        messages=USER,
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "any"},
+        thinking={"type": "adaptive"},
     )
 
 
@@ -546,8 +557,10 @@ def _loop(fake: FakeAnthropic, with_thinking: bool) -> list[dict[str, Any]]:
     return [
         *USER,
         {"role": "assistant", "content": first},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
-                                      "content": "18C"}]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"}],
+        },
     ]
 
 
@@ -563,9 +576,9 @@ def test_a_tool_loop_under_thinking_starts_with_thinking(
         "disable `thinking`. Please consult our documentation at "
         "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
     )
-    assert _bad(client, messages=_loop(fake, False), thinking={"type": "adaptive"}, **kw).startswith(
-        "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`"
-    )
+    assert _bad(
+        client, messages=_loop(fake, False), thinking={"type": "adaptive"}, **kw
+    ).startswith("messages.1.content.0.type: Expected `thinking` or `redacted_thinking`")
     client.messages.create(model=MODEL, messages=_loop(fake, True), thinking=ENABLED, **kw)  # type: ignore[arg-type]
     client.messages.create(model=MODEL, messages=_loop(fake, False), **kw)  # type: ignore[arg-type]
     redacted = _loop(fake, False)
@@ -575,11 +588,12 @@ def test_a_tool_loop_under_thinking_starts_with_thinking(
     done = [*_loop(fake, False), {"role": "assistant", "content": "18C."}, *USER]
     client.messages.create(model=MODEL, messages=done, thinking=ENABLED, **kw)  # type: ignore[arg-type]
     # the loop's first assistant message is what counts (interleaved thinking)
-    longer = _loop(fake, True) + [
-        {"role": "assistant", "content": [
-            {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_2",
-                                      "content": "19C"}]},
+    use2 = {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {}}
+    result2 = {"type": "tool_result", "tool_use_id": "toolu_2", "content": "19C"}
+    longer = [
+        *_loop(fake, True),
+        {"role": "assistant", "content": [use2]},
+        {"role": "user", "content": [result2]},
     ]
     client.messages.create(model=MODEL, messages=longer, thinking=ENABLED, **kw)  # type: ignore[arg-type]
 
@@ -587,8 +601,11 @@ def test_a_tool_loop_under_thinking_starts_with_thinking(
 def test_thinking_blocks_placement(fake: FakeAnthropic, client: anthropic.Anthropic) -> None:
     sig = fake.issue_signature()
     thought = {"type": "thinking", "thinking": "hmm", "signature": sig}
-    late = [*USER, {"role": "assistant", "content": [{"type": "text", "text": "So"}, thought]},
-            *USER]
+    late = [
+        *USER,
+        {"role": "assistant", "content": [{"type": "text", "text": "So"}, thought]},
+        *USER,
+    ]
     assert _bad(client, max_tokens=4096, messages=late, thinking=ENABLED) == (
         "messages.1.content.0: If an assistant message contains any thinking blocks, the first "
         "block must be thinking or redacted_thinking. Found text."
@@ -597,8 +614,10 @@ def test_thinking_blocks_placement(fake: FakeAnthropic, client: anthropic.Anthro
     assert _bad(client, max_tokens=4096, messages=prefill, thinking=ENABLED) == (
         "messages.1: The final block in an assistant message cannot be `thinking`."
     )
-    prefill_text = [*USER, {"role": "assistant", "content": [thought, {"type": "text",
-                                                                       "text": "Sure"}]}]
+    prefill_text = [
+        *USER,
+        {"role": "assistant", "content": [thought, {"type": "text", "text": "Sure"}]},
+    ]
     client.messages.create(model=MODEL, max_tokens=4096, messages=prefill_text, thinking=ENABLED)  # type: ignore[arg-type]
     assert _bad(client, max_tokens=4096, messages=prefill_text) == (
         "messages.1.content.0: When thinking is disabled, an `assistant` message in the final "
@@ -643,11 +662,15 @@ def test_context_window(fake: FakeAnthropic, client: anthropic.Anthropic) -> Non
     # the 1M window: models that have it, or the beta on the models that allow it
     client.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=big)  # type: ignore[arg-type]
     client.messages.create(
-        model="claude-sonnet-4-5", max_tokens=10, messages=big,  # type: ignore[arg-type]
+        model="claude-sonnet-4-5",
+        max_tokens=10,
+        messages=big,  # type: ignore[arg-type]
         extra_headers={"anthropic-beta": "context-1m-2025-08-07"},
     )
     assert _bad(
-        client, model="claude-haiku-4-5", messages=big,
+        client,
+        model="claude-haiku-4-5",
+        messages=big,
         extra_headers={"anthropic-beta": "context-1m-2025-08-07"},
     ).startswith("prompt is too long:")
 

@@ -259,7 +259,7 @@ def test_vllm_does_not_check_tool_pairing(vllm: FakeOpenAI, client: openai.OpenA
     # vLLM renders whatever history it gets through the chat template; pairing is not checked
     # at the API layer (vllm/entrypoints/openai/chat_completion/serving.py)
     orphan = [*USER, {"role": "tool", "tool_call_id": "call_9", "content": "x"}]
-    unanswered = TOOL_TURN[:2] + [{"role": "user", "content": "never mind"}]
+    unanswered = [*TOOL_TURN[:2], {"role": "user", "content": "never mind"}]
     for messages in (TOOL_TURN[:2], orphan, unanswered):
         r = client.chat.completions.create(model="qwen3-coder", messages=messages)
         assert r.choices[0].message.content == "Hello from fake vLLM"
@@ -278,8 +278,11 @@ def test_error_shape_is_vllm(client: openai.OpenAI) -> None:
 def test_vllm_flat_errors_of_older_versions(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
     vllm.vllm_flat_errors = True
     try:
-        resp = http.post(vllm.base_url + "/chat/completions",
-                         {"model": "qwen3-coder", "messages": USER, "tools": []}, auth(vllm))
+        resp = http.post(
+            vllm.base_url + "/chat/completions",
+            {"model": "qwen3-coder", "messages": USER, "tools": []},
+            auth(vllm),
+        )
         assert resp.status == 400
         assert resp.json() == {
             "object": "error",
@@ -577,7 +580,10 @@ def test_openai_reasoning_models_reject_chat_knobs(oai: FakeOpenAI, model: str) 
             "code": "unsupported_parameter",
         }
         c.chat.completions.create(
-            model=model, messages=USER, max_completion_tokens=100, temperature=1,
+            model=model,
+            messages=USER,
+            max_completion_tokens=100,
+            temperature=1,
             reasoning_effort="low",
         )
     finally:
@@ -795,7 +801,7 @@ def test_mistral_message_order_and_counts(mistral: FakeOpenAI) -> None:
         "message": "Unexpected role 'user' after role 'tool'",
         **order,
     }
-    unanswered = M_TOOL_TURN[:2] + [{"role": "assistant", "content": "x"}, *USER]
+    unanswered = [*M_TOOL_TURN[:2], {"role": "assistant", "content": "x"}, *USER]
     assert _mistral_400(mistral, unanswered)["message"] == (
         "Not the same number of function calls and responses"
     )
@@ -813,8 +819,12 @@ def test_mistral_message_order_and_counts(mistral: FakeOpenAI) -> None:
 
 
 def test_mistral_rejects_unknown_inputs_with_422(mistral: FakeOpenAI) -> None:
-    body = {"model": "mistral-large-latest", "messages": USER, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": "mistral-large-latest",
+        "messages": USER,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     resp = http.post(mistral.base_url + "/chat/completions", body, auth(mistral))
     assert resp.status == 422
     assert resp.json() == {
@@ -842,7 +852,11 @@ def test_mistral_rejects_unknown_inputs_with_422(mistral: FakeOpenAI) -> None:
     resp = http.post(mistral.base_url + "/chat/completions", body, auth(mistral))
     assert resp.status == 422
     assert resp.json()["message"]["detail"][0]["loc"] == [
-        "body", "messages", 1, "assistant", "reasoning"
+        "body",
+        "messages",
+        1,
+        "assistant",
+        "reasoning",
     ]
 
 

@@ -68,7 +68,9 @@ def main() -> int:
         diffs += not ok
         print(f"{'ok  ' if ok else 'DIFF'}  {case.service}: {case.name}")
         if not ok:
-            print(f"        want {case.status} {case.message!r}{' (prefix)' if case.prefix else ''}")
+            print(
+                f"        want {case.status} {case.message!r}{' (prefix)' if case.prefix else ''}"
+            )
             print(f"        got  {status} {message!r}")
             print(f"        source of the fake's rule: {case.source}")
     return 1 if diffs else 0

@@ -122,10 +122,12 @@ def _openai_call(client: openai.OpenAI, stream: bool, **kw: Any) -> Any:
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
-@pytest.mark.parametrize(("first_model", "first_fake"), [("claude-sonnet-4-5", "anth"),
-                                                         ("coder", "vllm")])
-@pytest.mark.parametrize(("next_model", "next_fake"), [("mistral-large", "mistral"),
-                                                       ("devstral", "devstral")])
+@pytest.mark.parametrize(
+    ("first_model", "first_fake"), [("claude-sonnet-4-5", "anth"), ("coder", "vllm")]
+)
+@pytest.mark.parametrize(
+    ("next_model", "next_fake"), [("mistral-large", "mistral"), ("devstral", "devstral")]
+)
 def test_anthropic_client_tool_loop_moves_to_mistral(
     stack: Stack, stream: bool, first_model: str, first_fake: str, next_model: str, next_fake: str
 ) -> None:
@@ -134,8 +136,9 @@ def test_anthropic_client_tool_loop_moves_to_mistral(
     if first_fake == "anth":
         first.enqueue(Reply(content=[tool_use_block("get_weather", {"city": "Paris"})]))
     else:
-        first.enqueue(ChatReply(tool_calls=[("chatcmpl-tool-5f2a9c", "get_weather",
-                                             {"city": "Paris"})]))
+        first.enqueue(
+            ChatReply(tool_calls=[("chatcmpl-tool-5f2a9c", "get_weather", {"city": "Paris"})])
+        )
     messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris, then Oslo?"}]
     kw = {"max_tokens": 1000, "tools": [WEATHER_A]}
     m1 = _anthropic_call(client, stream, model=first_model, messages=messages, **kw)
@@ -162,14 +165,16 @@ def test_anthropic_client_tool_loop_moves_to_mistral(
     reminder = "<system-reminder>Keep it short.</system-reminder>"
     assert sent["messages"][2]["content"] == "18C\n\n" + reminder
     assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "tool"]
-    tool = [b for b in m2.content if b.type == "tool_use"][0]
+    tool = next(b for b in m2.content if b.type == "tool_use")
     assert m2.stop_reason == "tool_use"
-    assert tool.id.startswith("toolu_") and M9.match(tool.id[len("toolu_"):])
-    upstream_id = tool.id[len("toolu_"):]
+    assert tool.id.startswith("toolu_") and M9.match(tool.id[len("toolu_") :])
+    upstream_id = tool.id[len("toolu_") :]
     messages += [
         {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in m2.content]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool.id,
-                                      "content": "-2C"}]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": tool.id, "content": "-2C"}],
+        },
     ]
     nxt.enqueue(ChatReply(content="Paris 18C, Oslo -2C."))
     m3 = _anthropic_call(client, stream, model=next_model, messages=messages, **kw)
@@ -181,16 +186,19 @@ def test_anthropic_client_tool_loop_moves_to_mistral(
     assert sent["messages"][4]["tool_call_id"] == upstream_id
     # and back on Anthropic: the dressed ids are valid there as they are
     stack.anth.enqueue(Reply(content=[text_block("ok")]))
-    messages += [{"role": "assistant", "content": "Paris 18C, Oslo -2C."},
-                 {"role": "user", "content": "Thanks"}]
+    messages += [
+        {"role": "assistant", "content": "Paris 18C, Oslo -2C."},
+        {"role": "user", "content": "Thanks"},
+    ]
     _anthropic_call(client, stream, model="claude-sonnet-4-5", messages=messages, **kw)
     back = stack.anth.last_request.body["messages"]
     assert back[3]["content"][-1]["id"] == tool.id
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
-@pytest.mark.parametrize(("model", "fake"), [("mistral-large", "mistral"),
-                                             ("devstral", "devstral")])
+@pytest.mark.parametrize(
+    ("model", "fake"), [("mistral-large", "mistral"), ("devstral", "devstral")]
+)
 def test_openai_client_tool_loop_moves_to_mistral(
     stack: Stack, stream: bool, model: str, fake: str
 ) -> None:
@@ -213,10 +221,11 @@ def test_openai_client_tool_loop_moves_to_mistral(
     ]
     up = getattr(stack, fake)
     up.enqueue(ChatReply(content="", tool_calls=[("get_weather", {"city": "Oslo"})]))
-    msg = _openai_call(client, stream, model=model, messages=history, tools=[WEATHER_O],
-                       temperature=0.2)
+    msg = _openai_call(
+        client, stream, model=model, messages=history, tools=[WEATHER_O], temperature=0.2
+    )
     tc = (msg.tool_calls or [])[0]
-    assert tc.id.startswith("call_") and M9.match(tc.id[len("call_"):])
+    assert tc.id.startswith("call_") and M9.match(tc.id[len("call_") :])
     assert json.loads(tc.function.arguments) == {"city": "Oslo"}
     sent = up.last_request.body
     mapped = sent["messages"][2]["tool_calls"][0]["id"]
@@ -228,9 +237,17 @@ def test_openai_client_tool_loop_moves_to_mistral(
     if fake == "mistral":
         assert "stream_options" not in sent
     history += [
-        {"role": "assistant", "content": None,
-         "tool_calls": [{"id": tc.id, "type": "function",
-                         "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": tc.id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Oslo"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": tc.id, "content": "-2C"},
     ]
     up.enqueue(ChatReply(content="Paris 18C, Oslo -2C."))
@@ -238,23 +255,32 @@ def test_openai_client_tool_loop_moves_to_mistral(
     assert msg.content == "Paris 18C, Oslo -2C."
     sent = up.last_request.body
     assert sent["messages"][2]["tool_calls"][0]["id"] == mapped
-    assert sent["messages"][4]["tool_calls"][0]["id"] == tc.id[len("call_"):]
-    assert sent["messages"][5]["tool_call_id"] == tc.id[len("call_"):]
+    assert sent["messages"][4]["tool_calls"][0]["id"] == tc.id[len("call_") :]
+    assert sent["messages"][5]["tool_call_id"] == tc.id[len("call_") :]
 
 
 def test_unmapped_ids_are_what_mistral_rejects(stack: Stack) -> None:
     """The same history sent straight to the fake is refused: the mapping is what makes it
     pass, not a lenient fake."""
-    raw = openai.OpenAI(base_url=stack.mistral.base_url, api_key=stack.mistral.api_key,
-                        max_retries=0)
+    raw = openai.OpenAI(
+        base_url=stack.mistral.base_url, api_key=stack.mistral.api_key, max_retries=0
+    )
     with pytest.raises(openai.BadRequestError) as err:
         raw.chat.completions.create(
             model="mistral-large-latest",
             messages=[
                 {"role": "user", "content": "hi"},
-                {"role": "assistant", "content": None, "tool_calls": [
-                    {"id": "call_Xk3bq1Jz0VYbQ4dFmm4pJw2a", "type": "function",
-                     "function": {"name": "get_weather", "arguments": "{}"}}]},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_Xk3bq1Jz0VYbQ4dFmm4pJw2a",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": "{}"},
+                        }
+                    ],
+                },
                 {"role": "tool", "tool_call_id": "call_Xk3bq1Jz0VYbQ4dFmm4pJw2a", "content": "x"},
             ],
         )

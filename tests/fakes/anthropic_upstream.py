@@ -923,7 +923,9 @@ def validate_request(
 
 
 def _thinking_rule(text: str) -> InvalidRequest:
-    return InvalidRequest(f"{text} Please consult our documentation at {DOCS_THINKING_CONSIDERATIONS}")
+    return InvalidRequest(
+        f"{text} Please consult our documentation at {DOCS_THINKING_CONSIDERATIONS}"
+    )
 
 
 def _validate_thinking_in_use(body: Mapping[str, Any]) -> None:

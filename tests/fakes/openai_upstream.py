@@ -1492,12 +1492,24 @@ def stream_chunks(
     deltas: list[dict[str, Any]] = []
     if style == "mistral":
         # api.mistral.ai: whole tool calls in one delta, usage on the finish chunk, always
-        out = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                     "finish_reason": None}]}]
+        out = [
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        ]
         for piece in split_text(content or "", text_chunk) if content else []:
             out.append(
-                {**base, "choices": [{"index": 0, "delta": {"content": piece},
-                                      "finish_reason": None}]}
+                {
+                    **base,
+                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+                }
             )
         if tool_calls:
             out.append(
@@ -1642,9 +1654,7 @@ def _openai_model_family_rules(body: Mapping[str, Any]) -> None:
     ``temperature`` nor ``stop``; chat models take no ``reasoning_effort``."""
     if is_openai_reasoning_model(body.get("model")):
         if body.get("max_tokens") is not None:
-            raise _unsupported_parameter(
-                "max_tokens", " Use 'max_completion_tokens' instead."
-            )
+            raise _unsupported_parameter("max_tokens", " Use 'max_completion_tokens' instead.")
         t = body.get("temperature")
         if t is not None and t != 1:
             raise OpenAIError(
@@ -1662,8 +1672,12 @@ def _openai_model_family_rules(body: Mapping[str, Any]) -> None:
 def _extra_forbidden(loc: list[Any], value: Any) -> OpenAIError:
     """api.mistral.ai's 422 for an input its schema does not know (pydantic extra_forbidden)."""
     detail = [
-        {"type": "extra_forbidden", "loc": loc, "msg": "Extra inputs are not permitted",
-         "input": value}
+        {
+            "type": "extra_forbidden",
+            "loc": loc,
+            "msg": "Extra inputs are not permitted",
+            "input": value,
+        }
     ]
     body = {
         "object": "error",

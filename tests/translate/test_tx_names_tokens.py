@@ -83,9 +83,16 @@ def test_strip_synthetic_thinking_in_a_tool_loop() -> None:
     body["messages"] += _tool_turn([real], "t2")
     assert "thinking" not in strip_synthetic_thinking(body)
     # the loop opened on Anthropic (real signature); our block was in an earlier loop
-    body = {"thinking": on, "messages": [user, *_tool_turn([ours], "t1"),
-                                         {"role": "assistant", "content": "done"}, user,
-                                         *_tool_turn([real], "t2")]}
+    body = {
+        "thinking": on,
+        "messages": [
+            user,
+            *_tool_turn([ours], "t1"),
+            {"role": "assistant", "content": "done"},
+            user,
+            *_tool_turn([real], "t2"),
+        ],
+    }
     assert strip_synthetic_thinking(body)["thinking"] == on
 
 

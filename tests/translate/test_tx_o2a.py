@@ -259,8 +259,9 @@ def test_reasoning_is_dropped_during_a_tool_loop() -> None:
 def test_forced_tool_choice_drops_thinking_and_keeps_max_tokens() -> None:
     m = [{"role": "user", "content": "x"}]
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
-    out = conv(oreq(m, tools=tools, tool_choice="required", reasoning_effort="high",
-                    max_tokens=1000))
+    out = conv(
+        oreq(m, tools=tools, tool_choice="required", reasoning_effort="high", max_tokens=1000)
+    )
     assert "thinking" not in out and out["max_tokens"] == 1000
     assert out["tool_choice"] == {"type": "any"}
 

@@ -165,7 +165,9 @@ def test_a2o_any_format_leaves_ids_alone() -> None:
 
 def test_a2o_user_text_after_tool_results_joins_the_last_result_for_mistral() -> None:
     hist = _history()
-    hist[2]["content"].append({"type": "text", "text": "<system-reminder>be brief</system-reminder>"})
+    hist[2]["content"].append(
+        {"type": "text", "text": "<system-reminder>be brief</system-reminder>"}
+    )
     body = {"model": "m", "max_tokens": 100, "messages": hist}
     out, _ = anthropic_to_openai_request(
         body, vllm_target(flavor="mistral", tool_id_format=MISTRAL9)
@@ -200,8 +202,11 @@ def test_o2a_response_ids_are_dressed_for_the_anthropic_client() -> None:
                     "role": "assistant",
                     "content": None,
                     "tool_calls": [
-                        {"id": "D681PevKs", "type": "function",
-                         "function": {"name": "f", "arguments": "{}"}},
+                        {
+                            "id": "D681PevKs",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": "{}"},
+                        },
                     ],
                 },
                 "finish_reason": "tool_calls",
@@ -223,8 +228,12 @@ def test_o2a_stream_ids_are_dressed_for_the_anthropic_client() -> None:
                     "index": 0,
                     "delta": {
                         "tool_calls": [
-                            {"index": 0, "id": "D681PevKs", "type": "function",
-                             "function": {"name": "f", "arguments": '{"a": 1}'}}
+                            {
+                                "index": 0,
+                                "id": "D681PevKs",
+                                "type": "function",
+                                "function": {"name": "f", "arguments": '{"a": 1}'},
+                            }
                         ]
                     },
                     "finish_reason": "tool_calls",
@@ -278,9 +287,7 @@ def test_pass_through_response_and_stream_ids_get_the_call_prefix() -> None:
     ids = ToolIds(MISTRAL9, "call_")
     ids.up(CALL)
     resp = {
-        "choices": [
-            {"message": {"tool_calls": [{"id": "D681PevKs", "function": {"name": "f"}}]}}
-        ]
+        "choices": [{"message": {"tool_calls": [{"id": "D681PevKs", "function": {"name": "f"}}]}}]
     }
     assert map_openai_response(resp, ids)
     assert resp["choices"][0]["message"]["tool_calls"][0]["id"] == "call_D681PevKs"
@@ -289,8 +296,18 @@ def test_pass_through_response_and_stream_ids_get_the_call_prefix() -> None:
     chunk = {
         "id": "cmpl-1",
         "choices": [
-            {"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "D681PevKs",
-                                                   "function": {"name": "f", "arguments": "{}"}}]}}
+            {
+                "index": 0,
+                "delta": {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "D681PevKs",
+                            "function": {"name": "f", "arguments": "{}"},
+                        }
+                    ]
+                },
+            }
         ],
     }
     events = plain + b"data: " + orjson.dumps(chunk) + b"\n\n" + b"data: [DONE]\n\n"
