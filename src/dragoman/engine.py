@@ -473,7 +473,7 @@ class Engine:
             default_max_tokens=mc.default_max_tokens or mc.max_output_tokens or 4096,
             input_tokens_estimate=call.input_estimate(),
             reasoning=_reasons(mc.reasoning, pc.flavor, dep.upstream_model),
-            tool_id_format=tool_id_format_for(pc.flavor, dep.upstream_model),
+            tool_id_format=_tool_id_format(dep),
         )
 
     def _prepare(self, call: Call, route: ModelRoute, dep: Deployment) -> Prepared:
@@ -504,7 +504,7 @@ class Engine:
         if isinstance(prov, OpenAIProvider):
             # pass-through: only the model and, for upstreams with their own tool-call id
             # format, the ids change (docs/translation.md, "Tool-call ids")
-            ids = ToolIds(tool_id_format_for(prov.config.flavor, dep.upstream_model), OPENAI_PREFIX)
+            ids = ToolIds(_tool_id_format(dep), OPENAI_PREFIX)
             b = dict(map_openai_request(call.body, ids))
             b["model"] = dep.upstream_model
             inject = False
@@ -930,6 +930,14 @@ def _is_context_overflow(err: DragomanError) -> bool:
 def _is_content_refusal(err: DragomanError) -> bool:
     m = err.message.lower()
     return "refused" in m or "content policy" in m or "content_filter" in m or "safety" in m
+
+
+def _tool_id_format(dep: Deployment) -> str:
+    """The tool-call id format of a deployment's upstream (translate/tool_ids.py; the one place
+    to plug in a flavor capability table)."""
+    if dep.provider.kind != OPENAI:
+        return "any"
+    return tool_id_format_for(dep.provider.config.flavor, dep.upstream_model)
 
 
 _REASONING_IDS = ("o1", "o3", "o4", "gpt-5", "gpt-oss")
