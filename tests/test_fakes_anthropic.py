@@ -333,12 +333,20 @@ def test_known_top_level_keys_are_accepted(client: anthropic.Anthropic) -> None:
         stop_sequences=["\n\nHuman:"],
         tools=[WEATHER_TOOL],
         tool_choice={"type": "auto", "disable_parallel_tool_use": True},
-        thinking={"type": "adaptive"},
         service_tier="auto",
         output_config={"effort": "high"},
         cache_control={"type": "ephemeral"},
         # sampling knobs are no longer in SDK 2.x's signature, but the API still takes them
         extra_body={"temperature": 0.5, "top_p": 0.9, "top_k": 40},
+    )
+    client.messages.create(
+        model=MODEL,
+        max_tokens=2000,
+        messages=USER,
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "auto"},
+        thinking={"type": "adaptive"},
+        extra_body={"temperature": 1, "top_p": 0.95},
     )
 
 
@@ -476,6 +484,205 @@ def test_thinking_budget_rules(client: anthropic.Anthropic) -> None:
     assert _bad(
         client, max_tokens=4096, messages=USER, thinking={"type": "enabled", "budget_tokens": 100}
     ) == ("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+
+
+# ---- thinking in use (sources: tests/fakes/README.md, "Where each rule comes from")
+
+CONSIDER = (
+    " Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/"
+    "extended-thinking#important-considerations-when-using-extended-thinking"
+)
+ENABLED = {"type": "enabled", "budget_tokens": 1024}
+
+
+@pytest.mark.parametrize("thinking", [ENABLED, {"type": "adaptive"}], ids=["enabled", "adaptive"])
+def test_thinking_rejects_sampling_knobs(client: anthropic.Anthropic, thinking: Any) -> None:
+    kw: dict[str, Any] = {"max_tokens": 4096, "messages": USER, "thinking": thinking}
+    assert _bad(client, extra_body={"temperature": 0.7}, **kw) == (
+        "`temperature` may only be set to 1 when thinking is enabled or in adaptive mode."
+        + CONSIDER
+    )
+    assert _bad(client, extra_body={"top_k": 40}, **kw) == (
+        "`top_k` must be unset when thinking is enabled." + CONSIDER
+    )
+    assert _bad(client, extra_body={"top_p": 0.9}, **kw) == (
+        "`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled."
+        + CONSIDER
+    )
+    client.messages.create(model=MODEL, extra_body={"temperature": 1, "top_p": 0.95}, **kw)
+    # without thinking the same knobs are fine
+    client.messages.create(
+        model=MODEL, max_tokens=10, messages=USER, extra_body={"temperature": 0.7, "top_k": 40}
+    )
+
+
+def test_forced_tool_choice_only_with_manual_thinking(client: anthropic.Anthropic) -> None:
+    for choice in ({"type": "any"}, {"type": "tool", "name": "get_weather"}):
+        assert (
+            _bad(
+                client,
+                max_tokens=4096,
+                messages=USER,
+                tools=[WEATHER_TOOL],
+                tool_choice=choice,
+                thinking=ENABLED,
+            )
+            == "Thinking may not be enabled when tool_choice forces tool use."
+        )
+    for thinking in (ENABLED, {"type": "adaptive"}):
+        client.messages.create(
+            model=MODEL,
+            max_tokens=4096,
+            messages=USER,
+            tools=[WEATHER_TOOL],
+            tool_choice={"type": "auto"},
+            thinking=thinking,  # type: ignore[arg-type]
+        )
+    # adaptive thinking takes a forced tool choice
+    client.messages.create(
+        model=MODEL,
+        max_tokens=4096,
+        messages=USER,
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "any"},
+        thinking={"type": "adaptive"},
+    )
+
+
+def _loop(fake: FakeAnthropic, with_thinking: bool) -> list[dict[str, Any]]:
+    first: list[dict[str, Any]] = []
+    if with_thinking:
+        first.append({"type": "thinking", "thinking": "hmm", "signature": fake.issue_signature()})
+    first.append({"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}})
+    return [
+        *USER,
+        {"role": "assistant", "content": first},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"}],
+        },
+    ]
+
+
+def test_a_tool_loop_under_thinking_starts_with_thinking(
+    fake: FakeAnthropic, client: anthropic.Anthropic
+) -> None:
+    kw: dict[str, Any] = {"max_tokens": 4096, "tools": [WEATHER_TOOL]}
+    assert _bad(client, messages=_loop(fake, False), thinking=ENABLED, **kw) == (
+        "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+        "`tool_use`. When `thinking` is enabled, a final `assistant` message must start with a "
+        "thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We "
+        "recommend you include thinking blocks from previous turns. To avoid this requirement, "
+        "disable `thinking`. Please consult our documentation at "
+        "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+    )
+    assert _bad(
+        client, messages=_loop(fake, False), thinking={"type": "adaptive"}, **kw
+    ).startswith("messages.1.content.0.type: Expected `thinking` or `redacted_thinking`")
+    client.messages.create(model=MODEL, messages=_loop(fake, True), thinking=ENABLED, **kw)  # type: ignore[arg-type]
+    client.messages.create(model=MODEL, messages=_loop(fake, False), **kw)  # type: ignore[arg-type]
+    redacted = _loop(fake, False)
+    redacted[1]["content"].insert(0, {"type": "redacted_thinking", "data": "EmwKAhgB"})
+    client.messages.create(model=MODEL, messages=redacted, thinking=ENABLED, **kw)  # type: ignore[arg-type]
+    # a new user turn ends the loop: earlier turns need no thinking
+    done = [*_loop(fake, False), {"role": "assistant", "content": "18C."}, *USER]
+    client.messages.create(model=MODEL, messages=done, thinking=ENABLED, **kw)  # type: ignore[arg-type]
+    # the loop's first assistant message is what counts (interleaved thinking)
+    use2 = {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {}}
+    result2 = {"type": "tool_result", "tool_use_id": "toolu_2", "content": "19C"}
+    longer = [
+        *_loop(fake, True),
+        {"role": "assistant", "content": [use2]},
+        {"role": "user", "content": [result2]},
+    ]
+    client.messages.create(model=MODEL, messages=longer, thinking=ENABLED, **kw)  # type: ignore[arg-type]
+
+
+def test_thinking_blocks_placement(fake: FakeAnthropic, client: anthropic.Anthropic) -> None:
+    sig = fake.issue_signature()
+    thought = {"type": "thinking", "thinking": "hmm", "signature": sig}
+    late = [
+        *USER,
+        {"role": "assistant", "content": [{"type": "text", "text": "So"}, thought]},
+        *USER,
+    ]
+    assert _bad(client, max_tokens=4096, messages=late, thinking=ENABLED) == (
+        "messages.1.content.0: If an assistant message contains any thinking blocks, the first "
+        "block must be thinking or redacted_thinking. Found text."
+    )
+    prefill = [*USER, {"role": "assistant", "content": [thought]}]
+    assert _bad(client, max_tokens=4096, messages=prefill, thinking=ENABLED) == (
+        "messages.1: The final block in an assistant message cannot be `thinking`."
+    )
+    prefill_text = [
+        *USER,
+        {"role": "assistant", "content": [thought, {"type": "text", "text": "Sure"}]},
+    ]
+    client.messages.create(model=MODEL, max_tokens=4096, messages=prefill_text, thinking=ENABLED)  # type: ignore[arg-type]
+    assert _bad(client, max_tokens=4096, messages=prefill_text) == (
+        "messages.1.content.0: When thinking is disabled, an `assistant` message in the final "
+        "position cannot contain `thinking`. To use thinking blocks, enable `thinking` in your "
+        "request."
+    )
+    assert _bad(
+        client, max_tokens=4096, messages=prefill_text, thinking={"type": "disabled"}
+    ).startswith("messages.1.content.0: When thinking is disabled")
+    # thinking in an earlier turn is fine without thinking on
+    earlier = [*prefill_text, *USER]
+    client.messages.create(model=MODEL, max_tokens=100, messages=earlier)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("model", "cap", "full"),
+    [
+        ("claude-sonnet-4-5", 64_000, "claude-sonnet-4-5-20250929"),
+        ("claude-sonnet-4-5-20250929", 64_000, "claude-sonnet-4-5-20250929"),
+        ("claude-opus-4-1-20250805", 32_000, "claude-opus-4-1-20250805"),
+        ("claude-haiku-4-5", 64_000, "claude-haiku-4-5-20251001"),
+        ("claude-opus-4-8", 128_000, "claude-opus-4-8"),
+    ],
+)
+def test_max_tokens_cap_per_model(
+    client: anthropic.Anthropic, model: str, cap: int, full: str
+) -> None:
+    assert _bad(client, model=model, max_tokens=cap + 1, messages=USER) == (
+        f"max_tokens: {cap + 1} > {cap}, which is the maximum allowed number of output tokens "
+        f"for {full}"
+    )
+    client.messages.create(model=model, max_tokens=cap, messages=USER)
+
+
+def test_context_window(fake: FakeAnthropic, client: anthropic.Anthropic) -> None:
+    big = [{"role": "user", "content": "word " * 200_000}]
+    n = fake.count_tokens({"messages": big})
+    assert 200_000 < n < 1_000_000
+    assert _bad(client, model="claude-sonnet-4-5", messages=big) == (
+        f"prompt is too long: {n} tokens > 200000 maximum"
+    )
+    # the 1M window: models that have it, or the beta on the models that allow it
+    client.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=big)  # type: ignore[arg-type]
+    client.messages.create(
+        model="claude-sonnet-4-5",
+        max_tokens=10,
+        messages=big,  # type: ignore[arg-type]
+        extra_headers={"anthropic-beta": "context-1m-2025-08-07"},
+    )
+    assert _bad(
+        client,
+        model="claude-haiku-4-5",
+        messages=big,
+        extra_headers={"anthropic-beta": "context-1m-2025-08-07"},
+    ).startswith("prompt is too long:")
+
+
+def test_strict_models_accept_aliases(fake: FakeAnthropic, client: anthropic.Anthropic) -> None:
+    fake.strict_models = True
+    try:
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=USER)
+        with pytest.raises(anthropic.NotFoundError):
+            client.messages.create(model="claude-sonnet-9", max_tokens=10, messages=USER)
+    finally:
+        fake.strict_models = False
 
 
 def test_at_most_four_cache_breakpoints(client: anthropic.Anthropic) -> None:

@@ -5,6 +5,7 @@ servers'."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -236,8 +237,10 @@ def test_vllm_notes_ignored_fields(vllm: FakeOpenAI, client: openai.OpenAI) -> N
 # ----------------------------------------------------------------------------- validation
 
 
-def test_tool_pairing(client: openai.OpenAI) -> None:
-    msg = bad_request(client, messages=TOOL_TURN[:2], tools=[WEATHER]).message
+def test_tool_pairing_on_openai(oai: FakeOpenAI) -> None:
+    client = _client(oai)
+    kw = {"model": "gpt-4.1"}
+    msg = bad_request(client, messages=TOOL_TURN[:2], tools=[WEATHER], **kw).message
     assert (
         "An assistant message with 'tool_calls' must be followed by tool messages responding "
         "to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
@@ -245,11 +248,21 @@ def test_tool_pairing(client: openai.OpenAI) -> None:
     ) in msg
     orphan = [*USER, {"role": "tool", "tool_call_id": "call_9", "content": "x"}]
     assert "messages with role 'tool' must be a response to a preceeding message" in (
-        bad_request(client, messages=orphan).message
+        bad_request(client, messages=orphan, **kw).message
     )
     interrupted = [*TOOL_TURN[:2], {"role": "user", "content": "never mind"}, TOOL_TURN[2]]
-    bad_request(client, messages=interrupted, tools=[WEATHER])
-    client.chat.completions.create(model="qwen3-coder", messages=TOOL_TURN, tools=[WEATHER])
+    bad_request(client, messages=interrupted, tools=[WEATHER], **kw)
+    client.chat.completions.create(model="gpt-4.1", messages=TOOL_TURN, tools=[WEATHER])
+
+
+def test_vllm_does_not_check_tool_pairing(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    # vLLM renders whatever history it gets through the chat template; pairing is not checked
+    # at the API layer (vllm/entrypoints/openai/chat_completion/serving.py)
+    orphan = [*USER, {"role": "tool", "tool_call_id": "call_9", "content": "x"}]
+    unanswered = [*TOOL_TURN[:2], {"role": "user", "content": "never mind"}]
+    for messages in (TOOL_TURN[:2], orphan, unanswered):
+        r = client.chat.completions.create(model="qwen3-coder", messages=messages)
+        assert r.choices[0].message.content == "Hello from fake vLLM"
 
 
 def test_error_shape_is_vllm(client: openai.OpenAI) -> None:
@@ -260,6 +273,30 @@ def test_error_shape_is_vllm(client: openai.OpenAI) -> None:
         "param": None,
         "code": 400,
     }
+
+
+def test_vllm_flat_errors_of_older_versions(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
+    vllm.vllm_flat_errors = True
+    try:
+        resp = http.post(
+            vllm.base_url + "/chat/completions",
+            {"model": "qwen3-coder", "messages": USER, "tools": []},
+            auth(vllm),
+        )
+        assert resp.status == 400
+        assert resp.json() == {
+            "object": "error",
+            "message": "[] is too short - 'tools'",
+            "type": "BadRequestError",
+            "param": None,
+            "code": 400,
+        }
+        vllm.enqueue(ChatReply(content="partial answer here", error_after=3))
+        body = {"model": "qwen3-coder", "messages": USER, "stream": True}
+        events = http.post(vllm.url + "/v1/chat/completions", body, auth(vllm)).events()
+        assert events[-2].json()["object"] == "error" and events[-1].is_done
+    finally:
+        vllm.vllm_flat_errors = False
 
 
 def test_system_must_be_first_on_vllm(vllm: FakeOpenAI, client: openai.OpenAI) -> None:
@@ -517,6 +554,61 @@ def test_openai_mode_rejects_anthropic_leaks(oai: FakeOpenAI) -> None:
     c.chat.completions.create(model="gpt-4.1", messages=late_system)
 
 
+@pytest.mark.parametrize("model", ["o4-mini", "o3", "gpt-5", "gpt-5-mini"])
+def test_openai_reasoning_models_reject_chat_knobs(oai: FakeOpenAI, model: str) -> None:
+    oai.accept_any_model = True
+    try:
+        c = _client(oai)
+        assert bad_request(c, model=model, max_tokens=100).body == {
+            "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.",
+            "type": "invalid_request_error",
+            "param": "max_tokens",
+            "code": "unsupported_parameter",
+        }
+        assert bad_request(c, model=model, temperature=0.2).body == {
+            "message": "Unsupported value: 'temperature' does not support 0.2 with this model. "
+            "Only the default (1) value is supported.",
+            "type": "invalid_request_error",
+            "param": "temperature",
+            "code": "unsupported_value",
+        }
+        assert bad_request(c, model=model, stop=["END"]).body == {
+            "message": "Unsupported parameter: 'stop' is not supported with this model.",
+            "type": "invalid_request_error",
+            "param": "stop",
+            "code": "unsupported_parameter",
+        }
+        c.chat.completions.create(
+            model=model,
+            messages=USER,
+            max_completion_tokens=100,
+            temperature=1,
+            reasoning_effort="low",
+        )
+    finally:
+        oai.accept_any_model = False
+
+
+@pytest.mark.parametrize("model", ["gpt-4.1", "gpt-4.1-mini", "gpt-4o", "gpt-5-chat-latest"])
+def test_openai_chat_models_reject_reasoning_effort(oai: FakeOpenAI, model: str) -> None:
+    oai.accept_any_model = True
+    try:
+        c = _client(oai)
+        assert bad_request(c, model=model, reasoning_effort="low").body == {
+            "message": "Unsupported parameter: 'reasoning_effort' is not supported with this "
+            "model.",
+            "type": "invalid_request_error",
+            "param": "reasoning_effort",
+            "code": "unsupported_parameter",
+        }
+        c.chat.completions.create(
+            model=model, messages=USER, max_tokens=100, temperature=0.2, stop=["END"]
+        )
+    finally:
+        oai.accept_any_model = False
+
+
 def test_openai_mode_auth_and_shapes(oai: FakeOpenAI) -> None:
     with pytest.raises(openai.AuthenticationError) as err:
         openai.OpenAI(
@@ -633,6 +725,195 @@ def test_replay_reasoning_content_and_ollama(vllm: FakeOpenAI, client: openai.Op
     ]
     raw = load_sse_json("ollama_stream_tools.sse")
     assert all(c["choices"][0]["delta"]["role"] == "assistant" for c in raw)
+
+
+# ----------------------------------------------------------------------------- mistral mode
+
+M_TOOL_TURN: list[dict[str, Any]] = [
+    *USER,
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "D681PevKs",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "D681PevKs", "content": "18C"},
+]
+ID_RULE = "Tool call id was {} but must be a-z, A-Z, 0-9, with a length of 9."
+
+
+@pytest.fixture(scope="module")
+def mistral_server() -> Iterator[FakeOpenAI]:
+    yield from _serve("mistral")
+
+
+@pytest.fixture
+def mistral(mistral_server: FakeOpenAI) -> FakeOpenAI:
+    mistral_server.reset()
+    return mistral_server
+
+
+def _mistral_400(fake: FakeOpenAI, messages: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+    body = {"model": "mistral-large-latest", "messages": messages, **kw}
+    resp = http.post(fake.base_url + "/chat/completions", body, auth(fake))
+    assert resp.status == 400, resp.body
+    got: dict[str, Any] = resp.json()
+    return got
+
+
+def _with_ids(call_id: str, result_id: str) -> list[dict[str, Any]]:
+    turn = json.loads(json.dumps(M_TOOL_TURN))
+    turn[1]["tool_calls"][0]["id"] = call_id
+    turn[2]["tool_call_id"] = result_id
+    return turn
+
+
+def test_mistral_rejects_foreign_tool_call_ids(mistral: FakeOpenAI) -> None:
+    # mistral_common MistralRequestValidatorV3._validate_tool_call / _validate_tool_message
+    for bad in ("toolu_01A09q90qw90lq917835lq9", "call_abc123", "abcdefgh", "abcdefgh-"):
+        assert _mistral_400(mistral, _with_ids(bad, bad)) == {
+            "object": "error",
+            "message": ID_RULE.format(bad),
+            "type": "invalid_function_call",
+            "param": None,
+            "code": "3280",
+        }
+    # the tool message is checked too
+    assert _mistral_400(mistral, _with_ids("D681PevKs", "call_1"))["message"] == (
+        ID_RULE.format("call_1")
+    )
+    r = _client(mistral).chat.completions.create(
+        model="mistral-large-latest", messages=M_TOOL_TURN, tools=[WEATHER]
+    )
+    assert r.choices[0].message.content == "Hello from fake Mistral"
+
+
+def test_mistral_message_order_and_counts(mistral: FakeOpenAI) -> None:
+    order = {"type": "invalid_request_message_order", "param": None, "code": "3230"}
+    after_tool = [*M_TOOL_TURN, {"role": "user", "content": "and tomorrow?"}]
+    assert _mistral_400(mistral, after_tool) == {
+        "object": "error",
+        "message": "Unexpected role 'user' after role 'tool'",
+        **order,
+    }
+    unanswered = [*M_TOOL_TURN[:2], {"role": "assistant", "content": "x"}, *USER]
+    assert _mistral_400(mistral, unanswered)["message"] == (
+        "Not the same number of function calls and responses"
+    )
+    ends_with_assistant = [*USER, {"role": "assistant", "content": "Sure"}]
+    assert _mistral_400(mistral, ends_with_assistant)["message"] == (
+        "Expected last role User or Tool (or Assistant with prefix or continue_final_message set "
+        "to True) for serving but got assistant"
+    )
+    prefixed = [*USER, {"role": "assistant", "content": "Sure", "prefix": True}]
+    r = _client(mistral).chat.completions.create(
+        model="mistral-large-latest",
+        messages=prefixed,  # type: ignore[arg-type]
+    )
+    assert r.choices[0].finish_reason == "stop"
+
+
+def test_mistral_rejects_unknown_inputs_with_422(mistral: FakeOpenAI) -> None:
+    body = {
+        "model": "mistral-large-latest",
+        "messages": USER,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    resp = http.post(mistral.base_url + "/chat/completions", body, auth(mistral))
+    assert resp.status == 422
+    assert resp.json() == {
+        "object": "error",
+        "message": {
+            "detail": [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ["body", "stream_options", "include_usage"],
+                    "msg": "Extra inputs are not permitted",
+                    "input": True,
+                }
+            ]
+        },
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    body = {"model": "mistral-large-latest", "messages": USER, "max_completion_tokens": 10}
+    resp = http.post(mistral.base_url + "/chat/completions", body, auth(mistral))
+    assert resp.status == 422
+    assert resp.json()["message"]["detail"][0]["loc"] == ["body", "max_completion_tokens"]
+    leaked = [*USER, {"role": "assistant", "content": "a", "reasoning": "hmm"}, *USER]
+    body = {"model": "mistral-large-latest", "messages": leaked}
+    resp = http.post(mistral.base_url + "/chat/completions", body, auth(mistral))
+    assert resp.status == 422
+    assert resp.json()["message"]["detail"][0]["loc"] == [
+        "body",
+        "messages",
+        1,
+        "assistant",
+        "reasoning",
+    ]
+
+
+def test_mistral_answers_parse_with_the_sdk(mistral: FakeOpenAI) -> None:
+    client = _client(mistral)
+    mistral.enqueue(ChatReply(content="Checking.", tool_calls=[("get_weather", {"city": "Oslo"})]))
+    r = client.chat.completions.create(model="mistral-large-latest", messages=USER, tools=[WEATHER])
+    tc = (r.choices[0].message.tool_calls or [])[0]
+    assert re.fullmatch(r"[a-zA-Z0-9]{9}", tc.id)
+    assert r.id.startswith("cmpl-") and r.choices[0].finish_reason == "tool_calls"
+    mistral.enqueue(ChatReply(content="Checking.", tool_calls=[("get_weather", {"city": "Oslo"})]))
+    chunks = list(
+        client.chat.completions.create(
+            model="mistral-large-latest", messages=USER, tools=[WEATHER], stream=True
+        )
+    )
+    calls = [c for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    assert len(calls) == 1  # whole calls in one delta
+    whole = (calls[0].choices[0].delta.tool_calls or [])[0]
+    assert re.fullmatch(r"[a-zA-Z0-9]{9}", whole.id or "")
+    assert json.loads(whole.function.arguments or "") == {"city": "Oslo"}  # type: ignore[union-attr]
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+
+
+def test_mistral_auth_and_model(mistral: FakeOpenAI) -> None:
+    resp = http.post(mistral.base_url + "/chat/completions", {"model": "x", "messages": USER})
+    assert resp.status == 401 and resp.json()["message"] == "Unauthorized"
+    err = _mistral_400(mistral, USER, model="mistral-huge")
+    assert err == {
+        "object": "error",
+        "message": "Invalid model: mistral-huge",
+        "type": "invalid_model",
+        "param": None,
+        "code": "1500",
+    }
+
+
+def test_vllm_with_the_mistral_tokenizer() -> None:
+    with FakeOpenAI("vllm", models=["mistralai/Devstral-Small-2505"], mistral_tokenizer=True) as f:
+        body = {"model": "mistralai/Devstral-Small-2505", "messages": _with_ids("call_1", "call_1")}
+        resp = http.post(f.base_url + "/chat/completions", body, auth(f))
+        assert resp.status == 400
+        assert resp.json() == {
+            "error": {
+                "message": ID_RULE.format("call_1"),
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            }
+        }
+        f.enqueue(ChatReply(tool_calls=[("get_weather", {"city": "Oslo"})]))
+        r = _client(f).chat.completions.create(
+            model="mistralai/Devstral-Small-2505", messages=M_TOOL_TURN, tools=[WEATHER]
+        )
+        tc = (r.choices[0].message.tool_calls or [])[0]
+        assert re.fullmatch(r"[a-zA-Z0-9]{9}", tc.id)
 
 
 # ----------------------------------------------------------------------------- DeepSeek mode

@@ -82,6 +82,14 @@ from .translate.names import strip_synthetic_thinking
 from .translate.o2a import anthropic_to_openai_response, openai_to_anthropic_request
 from .translate.stream_a2o import AnthropicToOpenAIStream
 from .translate.stream_o2a import OpenAIToAnthropicStream
+from .translate.tool_ids import (
+    OPENAI_PREFIX,
+    ToolIds,
+    map_openai_request,
+    map_openai_response,
+    map_openai_sse,
+    tool_id_format_for,
+)
 
 log = logging.getLogger("dragoman.engine")
 
@@ -555,6 +563,7 @@ class Engine:
             default_max_tokens=mc.default_max_tokens or mc.max_output_tokens or 4096,
             input_tokens_estimate=call.input_estimate(),
             reasoning=mc.reasoning if mc.reasoning is not None else caps.reasons(model),
+            tool_id_format=self._tool_id_format(dep),
         )
 
     @staticmethod
@@ -566,6 +575,13 @@ class Engine:
             configured=dep.provider.config.reasoning_field,
             learned=det.reasoning_fields.get(model),
         )
+
+    def _tool_id_format(self, dep: Deployment) -> str:
+        """The tool-call id format of a deployment's upstream (its flavor's row, and the model
+        for vLLM serving a Mistral model; docs/translation.md, "Tool-call ids")."""
+        if dep.provider.kind != OPENAI:
+            return "any"
+        return tool_id_format_for(self.detections[dep.provider.name].flavor, dep.upstream_model)
 
     def _room(
         self, call: Call, route: ModelRoute, dep: Deployment, body: dict[str, Any]
@@ -614,7 +630,10 @@ class Engine:
             o, rctx = anthropic_to_openai_request(call.body, self._target(call, route, dep))
             return Prepared("a2o", prov.chat_path, orjson.dumps(o), prov.headers_for(), rctx)
         if isinstance(prov, OpenAIProvider):
-            b = dict(call.body)
+            # pass-through: only the model and, for upstreams with their own tool-call id
+            # format, the ids change (docs/translation.md, "Tool-call ids")
+            ids = ToolIds(self._tool_id_format(dep), OPENAI_PREFIX)
+            b = dict(map_openai_request(call.body, ids))
             b["model"] = dep.upstream_model
             det = self.detections[prov.name]
             caps = capabilities(det.flavor)
@@ -627,12 +646,17 @@ class Engine:
                 output_cap=self._room(call, route, dep, b),
             )
             inject = False
-            if call.stream:
+            # api.mistral.ai rejects stream_options (and reports usage on its last chunk anyway)
+            if call.stream and caps.accepts_stream_options:
                 so = b.get("stream_options") or {}
                 if not so.get("include_usage"):
                     b["stream_options"] = {**so, "include_usage": True}
                     inject = True
-            rctx = ResponseContext(call.requested_model, legacy_completion=call.legacy)
+            rctx = ResponseContext(
+                call.requested_model,
+                legacy_completion=call.legacy,
+                tool_ids=ids if ids.active else None,
+            )
             return Prepared(
                 "pass_o", prov.chat_path, orjson.dumps(b), prov.headers_for(), rctx, inject
             )
@@ -762,6 +786,9 @@ class Engine:
             refusal = _openai_refused(resp)
             if call.legacy:
                 return orjson.dumps(chat_response_to_completion(resp)), usage, refusal
+            ids = prep.rctx.tool_ids if prep.rctx is not None else None
+            if ids is not None and map_openai_response(resp, ids):
+                return orjson.dumps(resp), usage, refusal
             return raw, usage, refusal
         assert prep.rctx is not None
         if prep.mode == "a2o":
@@ -820,15 +847,16 @@ class Engine:
                 looking = (
                     0 if model in det.reasoning_fields or det.learn_from_chunk(model, first) else 8
                 )
+                ids = prep.rctx.tool_ids if prep.rctx is not None else None
                 out = relay_o.feed(first)
                 if out:
-                    yield out
+                    yield map_openai_sse(out, ids) if ids is not None else out
                 async for chunk in rest:
                     if looking:
                         looking = 0 if det.learn_from_chunk(model, chunk) else looking - 1
                     out = relay_o.feed(chunk)
                     if out:
-                        yield out
+                        yield map_openai_sse(out, ids) if ids is not None else out
                 tail = relay_o.finish()
                 if tail:
                     error = relay_o.error or "upstream stream ended early"

@@ -282,7 +282,8 @@ def start_custom_stack(
     from dragoman.config import load_config_dict
     from dragoman.server.app import create_app
 
-    anth = FakeAnthropic(**fake_options.get("anthropic", {})).start()
+    strict = {"accept_bearer": False, "strict_models": True}
+    anth = FakeAnthropic(**{**strict, **fake_options.get("anthropic", {})}).start()
     vllm = FakeOpenAI("vllm", **fake_options.get("vllm", {})).start()
     oai = FakeOpenAI("openai", **fake_options.get("openai", {})).start()
     ollama = FakeOpenAI("ollama", **fake_options.get("ollama", {})).start()

@@ -136,7 +136,9 @@ def start_stack(
 ) -> Stack:
     """Fakes + a dragoman server. ``overrides`` replace whole config sections; ``extra_models``
     are added to the standard models; ``store=True`` opens the configured store (Accountant)."""
-    anth = FakeAnthropic().start()
+    # strict like api.anthropic.com: x-api-key only (a gateway must not forward the client's
+    # Bearer token), and only the model ids the harness serves
+    anth = FakeAnthropic(accept_bearer=False, strict_models=True).start()
     vllm = FakeOpenAI("vllm").start()
     oai = FakeOpenAI("openai").start()
     ollama = FakeOpenAI("ollama").start()

@@ -60,13 +60,14 @@ def test_anthropic_missing_fields_and_roles(stack: Stack, body: dict, field: str
         ({"model": "coder"}, "messages"),
         ({"messages": [{"role": "user", "content": "x"}]}, "model"),
         ({**CHAT, "messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
-        ({**CHAT, "messages": [{"role": "tool", "content": "x"}]}, "tool_call_id"),
+        ({**CHAT, "messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
     ],
 )
 def test_openai_missing_fields_and_roles(stack: Stack, body: dict, field: str) -> None:
     r = http.post(stack.url + "/v1/chat/completions", body, O_HEADERS)
     assert r.status == 400
-    assert field in o_err(r)["message"]
+    err = o_err(r)
+    assert err["param"] == field and err["type"] == "invalid_request_error"
 
 
 def test_sdk_bad_request_classes(stack: Stack) -> None:

@@ -325,10 +325,10 @@ def test_o2a_tools_images_structured(stack: Stack) -> None:
 
 
 def test_o2a_tool_loop_and_reasoning(stack: Stack) -> None:
-    sig = stack.anthropic_fake.issue_signature()
-    stack.anthropic_fake.enqueue(
-        Reply(content=[thinking_block("hmm", sig), text_block("Done: 18C.")])
-    )
+    """OpenAI clients send no reasoning back, so during a tool loop there is no signed thinking
+    block to open the assistant turn: the real API would reject ``thinking`` there (the fake does
+    too), so dragoman drops it for the rest of the loop (docs/translation.md)."""
+    stack.anthropic_fake.enqueue(Reply(content=[text_block("Done: 18C.")]))
     resp = stack.openai().chat.completions.create(
         model="claude-sonnet-4-5",
         messages=[
@@ -354,14 +354,58 @@ def test_o2a_tool_loop_and_reasoning(stack: Stack) -> None:
         ],
         max_tokens=4000,
         reasoning_effort="low",
+        temperature=0.3,
     )
     msg = resp.choices[0].message
     assert msg.content == "Done: 18C."
-    assert msg.model_extra and msg.model_extra.get("reasoning_content") == "hmm"
     sent = stack.anthropic_fake.last_request.body
     assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
+    assert sent["messages"][1]["content"][0]["type"] == "tool_use"
     assert sent["messages"][2]["content"][0]["type"] == "tool_result"
-    assert sent["thinking"]["type"] == "enabled"
+    assert "thinking" not in sent
+    assert sent["max_tokens"] == 4000 and sent["temperature"] == 0.3
+
+
+def test_o2a_reasoning_on_a_new_user_turn(stack: Stack) -> None:
+    """Outside a tool loop no earlier turn needs its thinking back: reasoning stays on."""
+    sig = stack.anthropic_fake.issue_signature()
+    stack.anthropic_fake.enqueue(
+        Reply(content=[thinking_block("hmm", sig), text_block("It was 18C.")])
+    )
+    resp = stack.openai().chat.completions.create(
+        model="claude-sonnet-4-5",
+        messages=[
+            {"role": "user", "content": "weather?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+            {"role": "assistant", "content": "18C in Paris."},
+            {"role": "user", "content": "And what was it again?"},
+        ],
+        tools=[
+            {
+                "type": "function",
+                "function": {"name": "get_weather", "parameters": WEATHER["input_schema"]},
+            }
+        ],
+        max_tokens=4000,
+        reasoning_effort="low",
+    )
+    msg = resp.choices[0].message
+    assert msg.content == "It was 18C."
+    assert msg.model_extra and msg.model_extra.get("reasoning_content") == "hmm"
+    sent = stack.anthropic_fake.last_request.body
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert sent["max_tokens"] == 4000
 
 
 def test_o2a_structured_output(stack: Stack) -> None:

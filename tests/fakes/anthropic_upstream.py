@@ -12,7 +12,16 @@ What it checks (all 400 ``invalid_request_error`` in the real API's wording, unl
   no ``tool_result`` without a matching ``tool_use``; empty text blocks;
 * thinking: every ``thinking`` block echoed in history must carry a signature this fake issued
   (or was told to trust) — so a gateway forwarding synthetic signatures is caught;
-* at most 4 ``cache_control`` breakpoints; thinking budget rules; temperature range.
+* at most 4 ``cache_control`` breakpoints; thinking budget rules; temperature range;
+* thinking in use: with thinking enabled or adaptive, ``temperature`` other than 1, ``top_k``,
+  ``top_p`` below 0.95 are rejected; a forced ``tool_choice`` (``any``/``tool``) is rejected with
+  manual thinking (``enabled``); during a tool loop the assistant turn must start with a
+  (signed) thinking block; an assistant message with thinking must start with it; the final
+  assistant message cannot end with thinking, nor contain thinking when thinking is off;
+* limits: ``max_tokens`` above the model's output cap, a prompt above its context window
+  (200k; 1M for the models and beta that allow it).
+
+Sources of each rule: tests/fakes/README.md.
 
 Replies are scripted with :meth:`FakeAnthropic.enqueue` (``Reply``, ``ErrorReply``,
 ``RawStream`` or a callable); with nothing queued the fake answers "Hello from fake
@@ -56,6 +65,13 @@ ANTHROPIC_VERSION = "2023-06-01"
 
 BETA_MID_CONV_SYSTEM = "mid-conversation-system-2026-04-07"
 BETA_CONTEXT_MANAGEMENT = "context-management-2025-06-27"
+BETA_CONTEXT_1M = "context-1m-2025-08-07"
+
+DOCS_THINKING = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+DOCS_THINKING_CONSIDERATIONS = (
+    DOCS_THINKING + "#important-considerations-when-using-extended-thinking"
+)
+THINKING_TYPES = ("thinking", "redacted_thinking")
 
 
 def _names(words: str) -> frozenset[str]:
@@ -147,6 +163,24 @@ DEFAULT_MODELS: tuple[dict[str, Any], ...] = (
         "max_tokens": 64_000,
     },
 )
+
+
+# Output cap and context window by model id prefix (docs.claude.com "Models overview"), for ids
+# not in the fake's model list; a listed model's own max_tokens / max_input_tokens win.
+# (prefix, max output tokens, context window, context window with the 1M beta)
+MODEL_LIMITS: tuple[tuple[str, int, int, int], ...] = (
+    ("claude-opus-4-1", 32_000, 200_000, 200_000),
+    ("claude-opus-4-0", 32_000, 200_000, 200_000),
+    ("claude-opus-4-2025", 32_000, 200_000, 200_000),
+    ("claude-opus-4-5", 64_000, 200_000, 200_000),
+    ("claude-sonnet-4-5", 64_000, 200_000, 1_000_000),
+    ("claude-sonnet-4-0", 64_000, 200_000, 1_000_000),
+    ("claude-sonnet-4-2025", 64_000, 200_000, 1_000_000),
+    ("claude-haiku-4-5", 64_000, 200_000, 200_000),
+    ("claude-3-7-sonnet", 64_000, 200_000, 200_000),
+    ("claude-3-5-haiku", 8_192, 200_000, 200_000),
+)
+_DATE_SUFFIX = re.compile(r"-\d{8}$")
 
 
 def new_message_id() -> str:
@@ -439,6 +473,8 @@ class FakeAnthropic(FakeUpstream):
                 signatures=self.issued_signatures if self.check_signatures else None,
             )
         self._check_model(body)
+        if self.validate:
+            self._check_limits(body, self.betas(request))
         rec: RecordedRequest = request[RECORDED]
         reply = self._pop_reply(rec)
         if reply is None:
@@ -531,9 +567,46 @@ class FakeAnthropic(FakeUpstream):
                 )
         raise InvalidRequest(f"model: {model_id}", 404, "not_found_error")
 
+    def _known_model(self, model: Any) -> dict[str, Any] | None:
+        """The listed model ``model`` names: its id, or its alias (the id without the date)."""
+        for m in self.models:
+            if model == m["id"] or model == _DATE_SUFFIX.sub("", m["id"]):
+                return m
+        return None
+
     def _check_model(self, body: Mapping[str, Any]) -> None:
-        if self.strict_models and body.get("model") not in {m["id"] for m in self.models}:
+        if self.strict_models and self._known_model(body.get("model")) is None:
             raise InvalidRequest(f"model: {body.get('model')}", 404, "not_found_error")
+
+    def limits(self, model: Any, betas: set[str] = frozenset()) -> tuple[str, int, int] | None:
+        """(full model id, output cap, context window) the fake enforces for ``model``."""
+        if not isinstance(model, str):
+            return None
+        listed = self._known_model(model)
+        full = listed["id"] if listed is not None else model
+        row = next((r for r in MODEL_LIMITS if model.startswith(r[0])), None)
+        cap = (listed or {}).get("max_tokens") or (row[1] if row else None)
+        window = (listed or {}).get("max_input_tokens") or (row[2] if row else None)
+        if cap is None or window is None:
+            return None
+        if row is not None and BETA_CONTEXT_1M in betas:
+            window = max(window, row[3])
+        return full, int(cap), int(window)
+
+    def _check_limits(self, body: Mapping[str, Any], betas: set[str]) -> None:
+        lim = self.limits(body.get("model"), betas)
+        if lim is None:
+            return
+        full, cap, window = lim
+        mt = body.get("max_tokens")
+        if _is_int(mt) and mt > cap:
+            raise InvalidRequest(
+                f"max_tokens: {mt} > {cap}, which is the maximum allowed number of output tokens "
+                f"for {full}"
+            )
+        n = self.count_tokens(body)
+        if n > window:
+            raise InvalidRequest(f"prompt is too long: {n} tokens > {window} maximum")
 
     # ------------------------------------------------------------------ replies
     def _default_reply(self, body: Mapping[str, Any]) -> Reply:
@@ -838,12 +911,111 @@ def validate_request(
     _validate_output_config(body.get("output_config"))
     tool_names = _validate_tools(body.get("tools"))
     _validate_tool_choice(body.get("tool_choice"), tool_names)
-    _validate_messages(body["messages"], betas, require_betas, signatures)
+    _validate_messages(body["messages"], betas, require_betas)
+    if not count_tokens:
+        _validate_thinking_in_use(body)
+    if signatures is not None:
+        # checked after the structural rules (the real API verifies signatures last)
+        _check_signatures(body["messages"], signatures)
     n = _cache_breakpoints(body)
     if n > 4:
         raise InvalidRequest(
             f"A maximum of 4 blocks with cache_control may be provided. Found {n}."
         )
+
+
+def _thinking_rule(text: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"{text} Please consult our documentation at {DOCS_THINKING_CONSIDERATIONS}"
+    )
+
+
+def _validate_thinking_in_use(body: Mapping[str, Any]) -> None:
+    """The rules that tie thinking to sampling, tool_choice and the history (messages only)."""
+    thinking = body.get("thinking")
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    on = kind in ("enabled", "adaptive")
+    if on:
+        temperature = body.get("temperature")
+        if temperature is not None and temperature != 1:
+            raise _thinking_rule(
+                "`temperature` may only be set to 1 when thinking is enabled or in adaptive mode."
+            )
+        if body.get("top_k") is not None:
+            raise _thinking_rule("`top_k` must be unset when thinking is enabled.")
+        top_p = body.get("top_p")
+        if _is_num(top_p) and top_p < 0.95:
+            raise _thinking_rule(
+                "`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled."
+            )
+        choice = body.get("tool_choice")
+        if kind == "enabled" and isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+            raise InvalidRequest("Thinking may not be enabled when tool_choice forces tool use.")
+    messages = body["messages"]
+    for i, msg in enumerate(messages):
+        content = msg.get("content")
+        if msg.get("role") != "assistant" or not isinstance(content, list) or not content:
+            continue
+        kinds = [b.get("type") for b in content]
+        if any(k in THINKING_TYPES for k in kinds) and kinds[0] not in THINKING_TYPES:
+            raise InvalidRequest(
+                f"messages.{i}.content.0: If an assistant message contains any thinking blocks, "
+                f"the first block must be thinking or redacted_thinking. Found {kinds[0]}."
+            )
+    last = len(messages) - 1
+    final = messages[last] if messages else {}
+    content = final.get("content")
+    if final.get("role") == "assistant" and isinstance(content, list) and content:
+        if not on:
+            for j, b in enumerate(content):
+                if b.get("type") in THINKING_TYPES:
+                    raise InvalidRequest(
+                        f"messages.{last}.content.{j}: When thinking is disabled, an `assistant` "
+                        "message in the final position cannot contain `thinking`. To use thinking "
+                        "blocks, enable `thinking` in your request."
+                    )
+        if content[-1].get("type") in THINKING_TYPES:
+            raise InvalidRequest(
+                f"messages.{last}: The final block in an assistant message cannot be `thinking`."
+            )
+    if on:
+        _validate_tool_loop_thinking(messages)
+
+
+def _validate_tool_loop_thinking(messages: list[dict[str, Any]]) -> None:
+    """With thinking on and the request ending in tool results, the assistant turn that began
+    the ongoing tool loop (the first assistant message after the last user turn without tool
+    results) must start with a thinking block."""
+
+    def has_result(msg: Mapping[str, Any]) -> bool:
+        c = msg.get("content")
+        return isinstance(c, list) and any(b.get("type") == "tool_result" for b in c)
+
+    if not messages or messages[-1].get("role") != "user" or not has_result(messages[-1]):
+        return
+    start = 0
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].get("role") == "user" and not has_result(messages[i]):
+            start = i + 1
+            break
+    for i in range(start, len(messages)):
+        msg = messages[i]
+        if msg.get("role") != "assistant":
+            continue
+        content = msg.get("content")
+        first = "text"
+        if isinstance(content, list) and content:
+            first = content[0].get("type") or "text"
+        if first not in THINKING_TYPES:
+            raise InvalidRequest(
+                f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but "
+                f"found `{first}`. When `thinking` is enabled, a final `assistant` message must "
+                "start with a thinking block (preceeding the lastmost set of `tool_use` and "
+                "`tool_result` blocks). We recommend you include thinking blocks from previous "
+                "turns. To avoid this requirement, disable `thinking`. Please consult our "
+                f"documentation at {DOCS_THINKING}"
+            )
+        return
 
 
 def _validate_metadata(metadata: Any) -> None:
@@ -1001,7 +1173,7 @@ def _validate_tool_choice(choice: Any, tool_names: set[str]) -> None:
             raise InvalidRequest(f"Tool '{choice['name']}' not found in 'tools'")
 
 
-def _validate_block(block: Any, loc: str, role: str, signatures: set[str] | None) -> None:
+def _validate_block(block: Any, loc: str, role: str) -> None:
     if not isinstance(block, dict):
         raise InvalidRequest(f"{loc}: Input should be a valid dictionary")
     kind = block.get("type")
@@ -1037,7 +1209,7 @@ def _validate_block(block: Any, loc: str, role: str, signatures: set[str] | None
         if isinstance(content, list):
             for j, sub in enumerate(content):
                 if isinstance(sub, dict) and sub.get("type") == "text":
-                    _validate_block(sub, f"{loc}.content.{j}", role, signatures)
+                    _validate_block(sub, f"{loc}.content.{j}", role)
         elif content is not None and not isinstance(content, str):
             raise InvalidRequest(f"{loc}.tool_result.content: Input should be a valid list")
         if "is_error" in block and not isinstance(block["is_error"], bool):
@@ -1051,8 +1223,6 @@ def _validate_block(block: Any, loc: str, role: str, signatures: set[str] | None
             raise InvalidRequest(f"{loc}.thinking.signature: Field required")
         if role != "assistant":
             raise InvalidRequest(f"{loc}: `thinking` blocks can only be in `assistant` messages")
-        if signatures is not None and block["signature"] not in signatures:
-            raise InvalidRequest(f"{loc}: Invalid `signature` in `thinking` block")
     elif kind == "image":
         source = block.get("source")
         if not isinstance(source, dict) or source.get("type") not in ("base64", "url", "file"):
@@ -1069,9 +1239,19 @@ def _validate_block(block: Any, loc: str, role: str, signatures: set[str] | None
             )
 
 
-def _validate_messages(
-    messages: Any, betas: set[str], require_betas: bool, signatures: set[str] | None
-) -> None:
+def _check_signatures(messages: list[dict[str, Any]], signatures: set[str]) -> None:
+    for i, msg in enumerate(messages):
+        content = msg.get("content")
+        if msg.get("role") != "assistant" or not isinstance(content, list):
+            continue
+        for j, block in enumerate(content):
+            if block.get("type") == "thinking" and block.get("signature") not in signatures:
+                raise InvalidRequest(
+                    f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+                )
+
+
+def _validate_messages(messages: Any, betas: set[str], require_betas: bool) -> None:
     if not isinstance(messages, list):
         raise InvalidRequest("messages: Input should be a valid list")
     system_ok = not require_betas or BETA_MID_CONV_SYSTEM in betas
@@ -1113,7 +1293,7 @@ def _validate_messages(
             _validate_text_blocks(content, f"{loc}.content")
             continue
         for j, block in enumerate(content):
-            _validate_block(block, f"{loc}.content.{j}", role, signatures)
+            _validate_block(block, f"{loc}.content.{j}", role)
     _validate_tool_pairing(messages)
 
 

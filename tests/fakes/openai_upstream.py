@@ -1,4 +1,4 @@
-"""A fake OpenAI-compatible server: vLLM (default), api.openai.com or Ollama, on the wire.
+"""A fake OpenAI-compatible server: vLLM (default), api.openai.com, Ollama or api.mistral.ai.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models`` (and
 ``/v1/models/{id}`` for openai/ollama); vLLM only: ``POST /tokenize`` and ``GET /health`` (not
@@ -21,7 +21,15 @@ What it checks (400 unless noted; wording of the emulated server):
 * chat template strictness (``strict_system_first``: "System message must be at the
   beginning.", on by default for vLLM/Qwen; ``strict_alternation``: "Conversation roles must
   alternate user/assistant/user/assistant/...");
-* context window: ``max_model_len`` vs the fake tokenizer's prompt count (+ ``max_tokens``).
+* context window: ``max_model_len`` vs the fake tokenizer's prompt count (+ ``max_tokens``);
+* ``mistral_common`` (mistral mode, or vLLM with ``mistral_tokenizer=True``, i.e. vLLM serving a
+  Mistral model with ``--tokenizer-mode mistral``): tool-call ids of exactly 9 ``[a-zA-Z0-9]``,
+  message order (no user right after a tool result), as many tool results as tool calls, a
+  final user/tool turn (or an assistant with ``prefix``); mistral mode also answers 422
+  ``extra_forbidden`` to parameters and message keys api.mistral.ai does not know
+  (``stream_options``, ``max_completion_tokens``, ``reasoning``...).
+
+Sources of each rule: tests/fakes/README.md.
 
 Scripted replies: ``ChatReply``, ``ErrorReply``, ``RawStream`` or a callable, via ``enqueue``.
 """
@@ -56,7 +64,7 @@ from .common import (
 )
 from .sse import OPENAI_DONE, openai_frame
 
-Mode = Literal["vllm", "openai", "ollama", "deepseek", "sglang", "llamacpp"]
+Mode = Literal["vllm", "openai", "ollama", "deepseek", "sglang", "llamacpp", "mistral"]
 
 #: the mode whose validation rules a mode follows (SGLang and llama.cpp are lenient like vLLM;
 #: DeepSeek ignores unknown parameters too, and adds its own thinking-mode rules)
@@ -67,6 +75,7 @@ BASE: dict[str, Mode] = {
     "sglang": "vllm",
     "llamacpp": "vllm",
     "deepseek": "vllm",
+    "mistral": "mistral",
 }
 #: the mode whose wire shapes (ids, chunks, usage) a mode writes
 STYLE: dict[str, Mode] = {**BASE, "deepseek": "deepseek"}
@@ -90,6 +99,7 @@ DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
     "deepseek": ("deepseek-v4-pro", "deepseek-v4-flash", "deepseek-chat", "deepseek-reasoner"),
     "sglang": ("Qwen/Qwen3-8B",),
     "llamacpp": ("qwen3-8b-q4_k_m.gguf",),
+    "mistral": ("mistral-large-latest", "devstral-medium-latest"),
 }
 DEFAULT_MAX_MODEL_LEN: dict[str, int] = {
     "vllm": 32768,
@@ -98,6 +108,7 @@ DEFAULT_MAX_MODEL_LEN: dict[str, int] = {
     "deepseek": 131072,
     "sglang": 40960,
     "llamacpp": 8192,
+    "mistral": 131072,
 }
 DEFAULT_REASONING_FIELD: dict[str, str] = {
     "vllm": "reasoning",
@@ -106,6 +117,7 @@ DEFAULT_REASONING_FIELD: dict[str, str] = {
     "deepseek": "reasoning_content",
     "sglang": "reasoning_content",
     "llamacpp": "reasoning_content",
+    "mistral": "reasoning",
 }
 DEFAULT_TEXT: dict[str, str] = {
     "vllm": "Hello from fake vLLM",
@@ -114,6 +126,7 @@ DEFAULT_TEXT: dict[str, str] = {
     "deepseek": "Hello from fake DeepSeek",
     "sglang": "Hello from fake SGLang",
     "llamacpp": "Hello from fake llama.cpp",
+    "mistral": "Hello from fake Mistral",
 }
 OWNED_BY = {
     "vllm": "vllm",
@@ -122,6 +135,7 @@ OWNED_BY = {
     "deepseek": "deepseek",
     "sglang": "sglang",
     "llamacpp": "llamacpp",
+    "mistral": "mistralai",
 }
 #: what the DeepSeek fake thinks when a reply scripts no reasoning (thinking mode always thinks)
 DEEPSEEK_THOUGHT = "Let me think about this."
@@ -153,6 +167,20 @@ VLLM_EXTRA_PARAMS = _names(
     "vllm_xargs logits_processors use_beam_search thinking_token_budget"
 )
 OLLAMA_EXTRA_PARAMS = frozenset({"options", "keep_alive", "think", "format"})
+# api.mistral.ai chat completion parameters (docs.mistral.ai API reference); anything else is a
+# 422 extra_forbidden, stream_options and max_completion_tokens included
+MISTRAL_PARAMS = _names(
+    "model messages temperature top_p max_tokens stream stop random_seed response_format tools "
+    "tool_choice presence_penalty frequency_penalty n prediction parallel_tool_calls "
+    "prompt_mode safe_prompt metadata"
+)
+MISTRAL_MESSAGE_KEYS: dict[str, frozenset[str]] = {
+    "system": frozenset({"role", "content"}),
+    "user": frozenset({"role", "content"}),
+    "assistant": frozenset({"role", "content", "tool_calls", "prefix"}),
+    "tool": frozenset({"role", "content", "tool_call_id", "name"}),
+}
+MISTRAL_ID = re.compile(r"^[a-zA-Z0-9]{9}$")
 MESSAGE_KEYS: dict[str, frozenset[str]] = {
     "system": frozenset({"role", "content", "name"}),
     "developer": frozenset({"role", "content", "name"}),
@@ -202,6 +230,8 @@ def new_chat_id(mode: Mode) -> str:
     if mode == "deepseek":  # a bare UUID
         h = rand_hex(32)
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    if mode == "mistral":
+        return "cmpl-" + rand_hex(32)
     if mode == "ollama":
         return f"chatcmpl-{int(rand_hex(4), 16) % 1000}"
     if mode == "openai":
@@ -209,7 +239,9 @@ def new_chat_id(mode: Mode) -> str:
     return "chatcmpl-" + rand_hex(32)
 
 
-def new_tool_call_id(mode: Mode) -> str:
+def new_tool_call_id(mode: Mode, mistral_ids: bool = False) -> str:
+    if mode == "mistral" or mistral_ids:
+        return rand_b62(9)  # mistral_common's format: 9 characters [a-zA-Z0-9]
     if mode == "deepseek":
         return "call_00_" + rand_b62(24)
     if mode == "ollama":
@@ -339,18 +371,20 @@ def error_body(
     type: str | None = None,
     param: str | None = None,
     code: int | str | None = None,
+    flat: bool = False,
 ) -> dict[str, Any]:
     if mode == "vllm":
-        # vLLM: "code" is always the integer status; "param" only names the model on 404
+        # vLLM (engine/protocol.py ErrorResponse{error: ErrorInfo}): "code" is always the integer
+        # status; "param" only names the model on 404. vLLM before the ErrorInfo change (up to
+        # v0.10) sent the same fields flat, with "object": "error" (``flat``).
         etype = type or VLLM_ERROR_TYPES.get(status, "InternalServerError")
-        return {
-            "error": {
-                "message": message,
-                "type": etype,
-                "param": param if status == 404 else None,
-                "code": code if isinstance(code, int) else status,
-            }
+        info = {
+            "message": message,
+            "type": etype,
+            "param": param if status == 404 else None,
+            "code": code if isinstance(code, int) else status,
         }
+        return {"object": "error", **info} if flat else {"error": info}
     if mode == "ollama":
         etype = type or ("invalid_request_error" if status < 500 else "api_error")
         return {"error": {"message": message, "type": etype, "param": param, "code": code}}
@@ -370,6 +404,10 @@ def error_body(
     if mode == "llamacpp":
         etype = type or ("invalid_request_error" if status < 500 else "server_error")
         return {"error": {"code": status, "message": message, "type": etype}}
+    if mode == "mistral":
+        # api.mistral.ai: a flat object; "code" is a string such as "3280" (or null)
+        etype = type or ("invalid_request_error" if status < 500 else "internal_error")
+        return {"object": "error", "message": message, "type": etype, "param": param, "code": code}
     etype = type or OPENAI_ERROR_TYPES.get(status, "server_error")
     return {"error": {"message": message, "type": etype, "param": param, "code": code}}
 
@@ -378,16 +416,20 @@ def error_body(
 
 
 class FakeOpenAI(FakeUpstream):
-    """Options: ``mode`` ("vllm" | "openai" | "ollama" | "deepseek" | "sglang" | "llamacpp");
-    ``api_key`` (None = no auth; the default key is ``DEFAULT_API_KEY`` except for ollama);
-    ``models`` / ``accept_any_model``; ``max_model_len`` (also what the detection endpoints
-    report: vLLM/SGLang ``max_model_len`` in ``/v1/models``, llama.cpp ``n_ctx`` in ``/props``,
-    Ollama ``<arch>.context_length`` in ``/api/show``); ``reasoning_field`` ("reasoning" or
-    "reasoning_content"; default: the mode's); ``detectable`` (False: no detection endpoint,
-    no ``owned_by``/``max_model_len`` that give the server away: one no flavor describes);
-    ``strict_system_first``; ``strict_alternation``; ``strict_tool_pairing``;
-    ``reject_empty_tools``; ``auto_tool_choice`` (vLLM ``--enable-auto-tool-choice``);
-    ``emit_stop_reason`` (vLLM's per-choice ``stop_reason``); ``validate``."""
+    """Options: ``mode`` ("vllm" | "openai" | "ollama" | "deepseek" | "sglang" | "llamacpp" |
+    "mistral"); ``api_key`` (None = no auth; the default key is ``DEFAULT_API_KEY`` except for
+    ollama); ``models`` / ``accept_any_model``; ``max_model_len`` (also what the detection
+    endpoints report: vLLM/SGLang ``max_model_len`` in ``/v1/models``, llama.cpp ``n_ctx`` in
+    ``/props``, Ollama ``<arch>.context_length`` in ``/api/show``); ``reasoning_field``
+    ("reasoning" or "reasoning_content"; default: the mode's); ``detectable`` (False: no
+    detection endpoint, no ``owned_by``/``max_model_len`` that give the server away: one no
+    flavor describes); ``strict_system_first``; ``strict_alternation``; ``strict_tool_pairing``
+    (api.openai.com's rule and wording; on in openai mode only: vLLM and Ollama do not check
+    pairing at the API layer); ``mistral_tokenizer`` (``mistral_common`` request validation: on
+    in mistral mode, opt-in for vLLM); ``vllm_flat_errors`` (vLLM up to v0.10's flat
+    ``{"object": "error", ...}`` error bodies); ``reject_empty_tools``; ``auto_tool_choice``
+    (vLLM ``--enable-auto-tool-choice``); ``emit_stop_reason`` (vLLM's per-choice
+    ``stop_reason``); ``validate``."""
 
     def __init__(
         self,
@@ -401,6 +443,8 @@ class FakeOpenAI(FakeUpstream):
         strict_system_first: bool | None = None,
         strict_alternation: bool = False,
         strict_tool_pairing: bool | None = None,
+        mistral_tokenizer: bool | None = None,
+        vllm_flat_errors: bool = False,
         reject_empty_tools: bool = True,
         auto_tool_choice: bool = True,
         emit_stop_reason: bool | None = None,
@@ -429,8 +473,12 @@ class FakeOpenAI(FakeUpstream):
         )
         self.strict_alternation = strict_alternation
         self.strict_tool_pairing = (
-            self.base != "ollama" if strict_tool_pairing is None else strict_tool_pairing
+            mode == "openai" if strict_tool_pairing is None else strict_tool_pairing
         )
+        self.mistral_tokenizer = (
+            mode == "mistral" if mistral_tokenizer is None else mistral_tokenizer
+        )
+        self.vllm_flat_errors = vllm_flat_errors
         self.reject_empty_tools = reject_empty_tools
         self.auto_tool_choice = auto_tool_choice
         self.emit_stop_reason = mode == "vllm" if emit_stop_reason is None else emit_stop_reason
@@ -503,7 +551,13 @@ class FakeOpenAI(FakeUpstream):
         body = exc.body
         if body is None:
             body = error_body(
-                self.mode, exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code
+                self.mode,
+                exc.status,
+                exc.message,
+                type=exc.type,
+                param=exc.param,
+                code=exc.code,
+                flat=self.vllm_flat_errors,
             )
         resp = web.Response(
             status=exc.status, body=orjson.dumps(body), content_type="application/json"
@@ -514,7 +568,7 @@ class FakeOpenAI(FakeUpstream):
         return resp
 
     def _http_exception(self, request: web.Request, exc: web.HTTPException) -> web.Response:
-        if self.base == "vllm" and self.mode != "deepseek":  # FastAPI's default
+        if (self.base == "vllm" and self.mode != "deepseek") or self.mode == "mistral":
             detail = "Not Found" if exc.status == 404 else "Method Not Allowed"
             return web.Response(
                 status=exc.status,
@@ -544,6 +598,10 @@ class FakeOpenAI(FakeUpstream):
             )
         if self.base == "vllm":
             raise OpenAIError("Unauthorized", 401, body={"error": "Unauthorized"})
+        if self.mode == "mistral":
+            raise OpenAIError(
+                "Unauthorized", 401, body={"message": "Unauthorized", "request_id": rand_hex(32)}
+            )
         if token is None:
             raise OpenAIError(
                 "You didn't provide an API key. You need to provide your API key in an "
@@ -581,6 +639,8 @@ class FakeOpenAI(FakeUpstream):
             raise OpenAIError(
                 f'model "{model}" not found, try pulling it first', 404, type="api_error"
             )
+        if self.mode == "mistral":
+            raise OpenAIError(f"Invalid model: {model}", 400, type="invalid_model", code="1500")
         raise OpenAIError(
             f"The model `{model}` does not exist or you do not have access to it.",
             404,
@@ -595,7 +655,7 @@ class FakeOpenAI(FakeUpstream):
         if self.validate:
             self._validate_chat(body, rec)
         prompt_tokens = self.count_prompt_tokens(body)
-        if self.validate and self.mode != "ollama":
+        if self.validate and self.mode in ("vllm", "openai"):
             self._check_context(prompt_tokens, body)
         reply = self._pop_reply(rec)
         if reply is None:
@@ -609,7 +669,10 @@ class FakeOpenAI(FakeUpstream):
         style: Mode = reply.stream_style or STYLE[self.mode]
         calls = [_tool_call(t) for t in reply.tool_calls]
         calls = [
-            c if c.id else ToolCall(new_tool_call_id(style), c.name, c.arguments) for c in calls
+            c
+            if c.id
+            else ToolCall(new_tool_call_id(style, self.mistral_tokenizer), c.name, c.arguments)
+            for c in calls
         ]
         content = reply.content
         reasoning = reply.reasoning
@@ -658,6 +721,7 @@ class FakeOpenAI(FakeUpstream):
                 reply.error_message,
                 type=reply.error_type,
                 code=reply.error_code,
+                flat=self.vllm_flat_errors,
             )
             plan = StreamPlan(
                 frames=frames,
@@ -745,6 +809,9 @@ class FakeOpenAI(FakeUpstream):
             for key in body:
                 if key not in OPENAI_PARAMS:
                     raise OpenAIError(f"Unrecognized request argument supplied: {key}")
+            _openai_model_family_rules(body)
+        elif mode == "mistral":
+            _mistral_extra_params(body)
         else:
             known = OPENAI_PARAMS | VLLM_EXTRA_PARAMS | OLLAMA_EXTRA_PARAMS
             ignored = sorted(k for k in body if k not in known)
@@ -820,6 +887,73 @@ class FakeOpenAI(FakeUpstream):
         self._validate_messages(messages)
         if self.mode == "deepseek":
             _validate_deepseek_thinking(body, messages)
+        if self.mistral_tokenizer:
+            self._validate_mistral(body, messages)
+
+    def _mistral_error(self, message: str, etype: str, code: str) -> OpenAIError:
+        if self.mode == "mistral":
+            return OpenAIError(message, 400, type=etype, code=code)
+        return OpenAIError(message, 400)  # vLLM: BadRequestError, code 400
+
+    def _validate_mistral(self, body: dict[str, Any], messages: list[Any]) -> None:
+        """``mistral_common``'s request validator (MistralRequestValidatorV3+, serving mode):
+        message structure first, then each message's content."""
+        order = "invalid_request_message_order", "3230"
+        if len(messages) == 1 and messages[0]["role"] not in ("user", "system"):
+            raise self._mistral_error(
+                "Conversation must start with a user message or system message", *order
+            )
+        last = messages[-1]
+        if len(messages) > 1 and last["role"] not in ("user", "tool"):
+            prefixed = last["role"] == "assistant" and (
+                last.get("prefix") or body.get("continue_final_message")
+            )
+            if not prefixed:
+                raise self._mistral_error(
+                    "Expected last role User or Tool (or Assistant with prefix or "
+                    "continue_final_message set to True) for serving but got "
+                    f"{last['role']}",
+                    *order,
+                )
+        follows = {
+            "system": {"user", "assistant", "system"},
+            "user": {"assistant", "system", "user"},
+            "assistant": {"assistant", "user", "tool"},
+            "tool": {"assistant", "tool"},
+        }
+        prev: str | None = None
+        for m in messages:
+            role = m["role"]
+            if prev is not None and role not in follows.get(prev, set()):
+                raise self._mistral_error(f"Unexpected role '{role}' after role '{prev}'", *order)
+            prev = role
+        expected = 0
+        for i, m in enumerate(messages):
+            if i == 0:
+                continue
+            if m["role"] == "tool":
+                expected -= 1
+            elif m["role"] == "assistant":
+                if expected != 0:
+                    raise self._mistral_error(
+                        "Not the same number of function calls and responses", *order
+                    )
+                expected = len(m.get("tool_calls") or [])
+        if expected != 0:
+            raise self._mistral_error("Not the same number of function calls and responses", *order)
+        bad_id = "invalid_function_call", "3280"
+        for m in messages:
+            ids: list[Any] = []
+            if m["role"] == "assistant":
+                ids = [c.get("id") for c in m.get("tool_calls") or [] if isinstance(c, dict)]
+            elif m["role"] == "tool":
+                ids = [m.get("tool_call_id")]
+            for tid in ids:
+                if not isinstance(tid, str) or not MISTRAL_ID.match(tid):
+                    raise self._mistral_error(
+                        f"Tool call id was {tid} but must be a-z, A-Z, 0-9, with a length of 9.",
+                        *bad_id,
+                    )
 
     def _validate_tools(self, tools: Any) -> None:
         if tools is None:
@@ -963,19 +1097,21 @@ class FakeOpenAI(FakeUpstream):
             role = msg.get("role")
             if role is None:
                 raise OpenAIError(
-                    f"Missing required parameter: '{loc}.role'.",
-                    param=f"{loc}.role",
+                    f"Missing required parameter: 'messages[{i}].role'.",
+                    param=f"messages[{i}].role",
                     code="missing_required_parameter",
                 )
             if role not in ROLES:
                 raise OpenAIError(
                     f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', "
                     "'user', 'function', 'tool', and 'developer'.",
-                    param=f"{loc}.role",
+                    param=f"messages[{i}].role",
                     code="invalid_value",
                 )
             if mode == "openai":
                 _additional(msg, MESSAGE_KEYS[role], f"messages.{i}")
+            elif mode == "mistral":
+                _mistral_extra_keys(msg, i, role)
             content = msg.get("content")
             if role == "assistant":
                 if content is None and not msg.get("tool_calls") and not msg.get("function_call"):
@@ -984,6 +1120,12 @@ class FakeOpenAI(FakeUpstream):
                         param=f"{loc}.content",
                     )
                 self._validate_tool_calls(msg.get("tool_calls"), loc)
+            elif "content" not in msg and role != "function":
+                raise OpenAIError(
+                    f"Missing required parameter: 'messages[{i}].content'.",
+                    param=f"messages[{i}].content",
+                    code="missing_required_parameter",
+                )
             elif content is None:
                 raise OpenAIError(
                     "Invalid value for 'content': expected a string, got null.",
@@ -991,8 +1133,8 @@ class FakeOpenAI(FakeUpstream):
                 )
             if role == "tool" and "tool_call_id" not in msg:
                 raise OpenAIError(
-                    f"Missing required parameter: '{loc}.tool_call_id'.",
-                    param=f"{loc}.tool_call_id",
+                    f"Missing required parameter: 'messages[{i}].tool_call_id'.",
+                    param=f"messages[{i}].tool_call_id",
                     code="missing_required_parameter",
                 )
             if isinstance(content, list):
@@ -1421,6 +1563,8 @@ def _wire_tool_calls(calls: Sequence[ToolCall], style: Mode) -> list[dict[str, A
             call["index"] = k  # both put the index on complete (non-delta) calls too
         call["type"] = "function"
         call["function"] = {"name": c.name, "arguments": c.arguments}
+        if style == "mistral":
+            call["index"] = k  # Mistral too, after the function
         out.append(call)
     return out
 
@@ -1495,6 +1639,21 @@ def chat_completion(
             "prompt_logprobs": None,
             "prompt_token_ids": None,
             "kv_transfer_params": None,
+        }
+    if style == "mistral":
+        message = {
+            "role": "assistant",
+            "tool_calls": wire_calls or None,
+            "content": content or "",
+            "prefix": False,
+        }
+        return {
+            "id": chat_id,
+            "object": "chat.completion",
+            "model": model,
+            "usage": dict(usage),
+            "created": created,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
         }
     if style == "ollama":
         message = {"role": "assistant", "content": content or ""}
@@ -1576,6 +1735,48 @@ def stream_chunks(
         return ch
 
     deltas: list[dict[str, Any]] = []
+    if style == "mistral":
+        # api.mistral.ai: whole tool calls in one delta, usage on the finish chunk, always
+        out = [
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        ]
+        for piece in split_text(content or "", text_chunk) if content else []:
+            out.append(
+                {
+                    **base,
+                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+                }
+            )
+        if tool_calls:
+            out.append(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"tool_calls": _wire_tool_calls(tool_calls, "mistral")},
+                            "finish_reason": None,
+                        }
+                    ],
+                }
+            )
+        last: dict[str, Any] = {
+            **base,
+            "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": finish_reason}],
+        }
+        if usage:
+            last["usage"] = dict(usage)
+        out.append(last)
+        return out
     if style == "ollama":
         if reasoning:
             for piece in split_text(reasoning, text_chunk):
@@ -1743,6 +1944,98 @@ def _validate_deepseek_thinking(body: Mapping[str, Any], messages: list[Any]) ->
         ):
             raise OpenAIError(DEEPSEEK_PASS_BACK)
         turn = []
+
+
+def is_openai_reasoning_model(model: Any) -> bool:
+    """o-series and gpt-5 reasoning models (not gpt-5-chat, which is a chat model)."""
+    if not isinstance(model, str):
+        return False
+    m = model.lower()
+    return m.startswith(("o1", "o3", "o4", "gpt-5")) and not m.startswith("gpt-5-chat")
+
+
+def _unsupported_parameter(name: str, extra: str = "") -> OpenAIError:
+    return OpenAIError(
+        f"Unsupported parameter: '{name}' is not supported with this model.{extra}",
+        param=name,
+        code="unsupported_parameter",
+    )
+
+
+def _openai_model_family_rules(body: Mapping[str, Any]) -> None:
+    """api.openai.com: reasoning models take neither ``max_tokens`` nor a non-default
+    ``temperature`` nor ``stop``; chat models take no ``reasoning_effort``."""
+    if is_openai_reasoning_model(body.get("model")):
+        if body.get("max_tokens") is not None:
+            raise _unsupported_parameter("max_tokens", " Use 'max_completion_tokens' instead.")
+        t = body.get("temperature")
+        if t is not None and t != 1:
+            raise OpenAIError(
+                f"Unsupported value: 'temperature' does not support {t} with this model. Only "
+                "the default (1) value is supported.",
+                param="temperature",
+                code="unsupported_value",
+            )
+        if body.get("stop") is not None:
+            raise _unsupported_parameter("stop")
+    elif body.get("reasoning_effort") is not None:
+        raise _unsupported_parameter("reasoning_effort")
+
+
+def _extra_forbidden(loc: list[Any], value: Any) -> OpenAIError:
+    """api.mistral.ai's 422 for an input its schema does not know (pydantic extra_forbidden)."""
+    detail = [
+        {
+            "type": "extra_forbidden",
+            "loc": loc,
+            "msg": "Extra inputs are not permitted",
+            "input": value,
+        }
+    ]
+    body = {
+        "object": "error",
+        "message": {"detail": detail},
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    return OpenAIError("Extra inputs are not permitted", 422, body=body)
+
+
+def _mistral_extra_params(body: Mapping[str, Any]) -> None:
+    for key, value in body.items():
+        if key == "stream_options" and isinstance(value, dict):
+            # the schema knows no such object: the error names the inner key
+            for inner, v in value.items():
+                raise _extra_forbidden(["body", "stream_options", inner], v)
+        if key not in MISTRAL_PARAMS:
+            raise _extra_forbidden(["body", key], value)
+
+
+def _mistral_extra_keys(msg: Mapping[str, Any], i: int, role: Any) -> None:
+    allowed = MISTRAL_MESSAGE_KEYS.get(role) if isinstance(role, str) else None
+    if allowed is None:
+        body = {
+            "object": "error",
+            "message": {
+                "detail": [
+                    {
+                        "type": "union_tag_invalid",
+                        "loc": ["body", "messages", i],
+                        "msg": f"Input tag '{role}' found using 'role' does not match any of the "
+                        "expected tags: 'system', 'user', 'assistant', 'tool'",
+                        "input": dict(msg),
+                    }
+                ]
+            },
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+        raise OpenAIError("Input tag does not match", 422, body=body)
+    for key, value in msg.items():
+        if key not in allowed:
+            raise _extra_forbidden(["body", "messages", i, role, key], value)
 
 
 def _check_tool_pairing(messages: list[dict[str, Any]]) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fakes import FakeAnthropic, FakeOpenAI
+from tests.fakes.anthropic_upstream import DEFAULT_MODELS
 from tests.support import http
 from tests.support.servers import ServerThread
 from tests.support.sockets import FullBacklogPort, RefusedPort, SilentPort
@@ -95,10 +96,19 @@ class Fakes:
 
 
 def start_fakes() -> Fakes:
+    # strict like the services: x-api-key only, and only the model ids the tests serve
+    models = [
+        *DEFAULT_MODELS,
+        *(
+            {"type": "model", "id": m, "display_name": m, "created_at": "2026-01-01T00:00:00Z"}
+            for m in ("claude-big", "claude-primary", "claude-pics")
+        ),
+    ]
+    served = ["qwen3-coder", "safe-model", "text-model", "blind-model"]
     return Fakes(
-        FakeAnthropic().start(),
-        FakeAnthropic().start(),
-        FakeOpenAI("vllm", accept_any_model=True).start(),
+        FakeAnthropic(accept_bearer=False, strict_models=True, models=models).start(),
+        FakeAnthropic(accept_bearer=False, strict_models=True, models=models).start(),
+        FakeOpenAI("vllm", models=served).start(),
         RefusedPort(),
         SilentPort(backlog=256),
         FullBacklogPort(),

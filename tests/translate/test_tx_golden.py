@@ -293,3 +293,157 @@ def test_9_4_avoided_by_clamping() -> None:
     out, ctx = anthropic_to_openai_request(a_in, vllm_target(context_window=32768))
     assert 9000 <= ctx.input_tokens_estimate < 20000
     assert out["max_tokens"] == 32768 - ctx.input_tokens_estimate
+
+
+# ------------------------------------------------------------------ hand-written vectors
+# Each expected body below was written out by hand from protocols.md §7.1 / §7.4 and
+# docs/translation.md, not produced by running the translators (review row 18).
+
+PNG = "iVBORw0KGgo="
+
+
+def test_golden_a2o_errors_images_nested_results_thinking_cache() -> None:
+    a_in: dict[str, Any] = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 2000,
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "tools": [{"name": "Read", "description": "Read a file",
+                   "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}},
+                   "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "Look at these.", "cache_control": {"type": "ephemeral"}},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+            ]},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "Read both.", "signature": "EqSig"},
+                {"type": "tool_use", "id": "toolu_01A", "name": "Read", "input": {"path": "a"}},
+                {"type": "tool_use", "id": "toolu_01B", "name": "Read", "input": {"path": "b"}},
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_01A", "is_error": True,
+                 "content": "ENOENT"},
+                {"type": "tool_result", "tool_use_id": "toolu_01B", "content": [
+                    {"type": "text", "text": "line 1"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
+                                                 "data": "/9j/"}},
+                    {"type": "text", "text": "line 2"},
+                ]},
+                {"type": "text", "text": "Go on."},
+            ]},
+        ],
+    }  # fmt: skip
+    out, _ = anthropic_to_openai_request(a_in, vllm_target())
+    assert out["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [
+            {"type": "text", "text": "Look at these."},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG}},
+        ]},
+        {"role": "assistant", "content": "", "reasoning": "Read both.", "tool_calls": [
+            {"id": "toolu_01A", "type": "function",
+             "function": {"name": "Read", "arguments": '{"path": "a"}'}},
+            {"id": "toolu_01B", "type": "function",
+             "function": {"name": "Read", "arguments": '{"path": "b"}'}},
+        ]},
+        {"role": "tool", "tool_call_id": "toolu_01A", "content": "[tool error] ENOENT"},
+        {"role": "tool", "tool_call_id": "toolu_01B", "content": "line 1\nline 2"},
+        {"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/"}},
+            {"type": "text", "text": "Go on."},
+        ]},
+    ]  # fmt: skip
+    assert out["tools"] == [{"type": "function", "function": {
+        "name": "Read", "description": "Read a file",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}]  # fmt: skip
+    assert out["max_tokens"] == 2000
+
+
+def test_golden_a2o_for_mistral() -> None:
+    """The same history for a Mistral upstream: ids in 9 base62 characters (sha256 of the id,
+    first 8 bytes big-endian mod 62**9, least significant digit first), the reminder text after
+    the tool results joined to the last result, no stream_options, no reasoning field."""
+    a_in: dict[str, Any] = {
+        "model": "devstral",
+        "max_tokens": 100,
+        "stream": True,
+        "messages": [
+            {"role": "user", "content": "Read a and b."},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "Both.", "signature": "EqSig"},
+                {"type": "tool_use", "id": "toolu_01A", "name": "Read", "input": {"path": "a"}},
+                {"type": "tool_use", "id": "toolu_01B", "name": "Read", "input": {"path": "b"}},
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_01A", "content": "A"},
+                {"type": "tool_result", "tool_use_id": "toolu_01B", "content": "B"},
+                {"type": "text", "text": "<system-reminder>x</system-reminder>"},
+            ]},
+        ],
+    }  # fmt: skip
+    target = vllm_target(model="mistral-large-latest", flavor="mistral",
+                         reasoning_field="", tool_id_format="mistral9")  # fmt: skip
+    out, _ = anthropic_to_openai_request(a_in, target)
+    assert out == {
+        "model": "mistral-large-latest",
+        "messages": [
+            {"role": "user", "content": "Read a and b."},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "NANSnMZHz", "type": "function",
+                 "function": {"name": "Read", "arguments": '{"path": "a"}'}},
+                {"id": "Vv0px2oEU", "type": "function",
+                 "function": {"name": "Read", "arguments": '{"path": "b"}'}},
+            ]},
+            {"role": "tool", "tool_call_id": "NANSnMZHz", "content": "A"},
+            {"role": "tool", "tool_call_id": "Vv0px2oEU",
+             "content": "B\n\n<system-reminder>x</system-reminder>"},
+        ],
+        "max_tokens": 100,
+        "stream": True,
+    }  # fmt: skip
+
+
+def test_golden_o2a_images_tools_and_errors() -> None:
+    from dragoman.translate import openai_to_anthropic_request
+
+    o_in: dict[str, Any] = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 300,
+        "messages": [
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/jpg;base64,/9j/"}},
+            ]},
+            {"role": "assistant", "content": "Let me look.", "tool_calls": [
+                {"id": "call_x1", "type": "function",
+                 "function": {"name": "zoom", "arguments": '{"factor": 2}'}},
+                {"id": "call.x2", "type": "function",
+                 "function": {"name": "zoom", "arguments": "{bad json"}},
+            ]},
+            {"role": "tool", "tool_call_id": "call_x1", "content": [{"type": "text", "text": "2x"}]},
+            {"role": "user", "content": "and?"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "zoom", "parameters": {
+            "type": "object", "properties": {"factor": {"type": "integer"}}}}}],
+    }  # fmt: skip
+    out, _ = openai_to_anthropic_request(o_in, vllm_target(model="claude-sonnet-4-5"))
+    assert out["system"] == [{"type": "text", "text": "Be brief."}]
+    assert out["messages"] == [
+        {"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
+                                         "data": "/9j/"}},
+        ]},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Let me look."},
+            {"type": "tool_use", "id": "call_x1", "name": "zoom", "input": {"factor": 2}},
+            {"type": "tool_use", "id": "call_x2", "name": "zoom", "input": {}},
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "call_x1", "content": "2x"},
+            {"type": "tool_result", "tool_use_id": "call_x2", "content": "(no result)"},
+            {"type": "text", "text": "and?"},
+        ]},
+    ]  # fmt: skip
+    assert out["max_tokens"] == 300

@@ -59,7 +59,41 @@ def test_strip_synthetic_thinking() -> None:
         {"role": "assistant", "content": [{"type": "text", "text": "A"}]},
         {"role": "user", "content": "y"},
     ]
+    # no tool loop is going on: earlier turns need no thinking, so thinking stays on
+    assert out["thinking"] == {"type": "adaptive"}
+
+
+def _tool_turn(first: list[dict[str, Any]], tid: str) -> list[dict[str, Any]]:
+    use = {"type": "tool_use", "id": tid, "name": "f", "input": {}}
+    result = {"type": "tool_result", "tool_use_id": tid, "content": "ok"}
+    return [{"role": "assistant", "content": [*first, use]}, {"role": "user", "content": [result]}]
+
+
+def test_strip_synthetic_thinking_in_a_tool_loop() -> None:
+    ours = {"type": "thinking", "thinking": "t", "signature": synthetic_signature("t")}
+    real = {"type": "thinking", "thinking": "r", "signature": "EqRealSig"}
+    on = {"type": "enabled", "budget_tokens": 1024}
+    user = {"role": "user", "content": "x"}
+    # the loop began on an OpenAI backend (our signature), goes on on Anthropic
+    body: dict[str, Any] = {"thinking": on, "messages": [user, *_tool_turn([ours], "t1")]}
+    out = strip_synthetic_thinking(body)
     assert "thinking" not in out
+    assert out["messages"][1]["content"][0]["type"] == "tool_use"
+    # the loop's opening message lost its thinking even though a later one has a real block
+    body["messages"] += _tool_turn([real], "t2")
+    assert "thinking" not in strip_synthetic_thinking(body)
+    # the loop opened on Anthropic (real signature); our block was in an earlier loop
+    body = {
+        "thinking": on,
+        "messages": [
+            user,
+            *_tool_turn([ours], "t1"),
+            {"role": "assistant", "content": "done"},
+            user,
+            *_tool_turn([real], "t2"),
+        ],
+    }
+    assert strip_synthetic_thinking(body)["thinking"] == on
 
 
 # Hand-tokenised with cl100k_base / o200k-style BPE (each piece is one token).

@@ -231,6 +231,41 @@ def test_reasoning_effort_to_thinking() -> None:
     assert "thinking" not in conv(oreq(m, reasoning_effort="none"))
 
 
+def _loop(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    return [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
+        *extra,
+    ]
+
+
+def test_reasoning_is_dropped_during_a_tool_loop() -> None:
+    # an ongoing loop would need the signed thinking block OpenAI clients never send back
+    out = conv(oreq(_loop(), reasoning_effort="high", max_tokens=1000, temperature=0.5))
+    assert "thinking" not in out
+    assert out["max_tokens"] == 1000 and out["temperature"] == 0.5
+    # text after the tool results is still the same loop
+    out = conv(oreq(_loop({"role": "user", "content": "go on"}), reasoning_effort="high"))
+    assert "thinking" not in out
+    # a new user turn after the loop ended: thinking is back
+    done = _loop({"role": "assistant", "content": "ok."}, {"role": "user", "content": "next"})
+    out = conv(oreq(done, reasoning_effort="high", max_tokens=1000))
+    assert out["thinking"] == {"type": "enabled", "budget_tokens": 4096}
+    assert out["max_tokens"] == 5096
+
+
+def test_forced_tool_choice_drops_thinking_and_keeps_max_tokens() -> None:
+    m = [{"role": "user", "content": "x"}]
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    out = conv(
+        oreq(m, tools=tools, tool_choice="required", reasoning_effort="high", max_tokens=1000)
+    )
+    assert "thinking" not in out and out["max_tokens"] == 1000
+    assert out["tool_choice"] == {"type": "any"}
+
+
 def test_params() -> None:
     out, ctx = openai_to_anthropic_request(
         oreq(

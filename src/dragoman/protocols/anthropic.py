@@ -28,7 +28,8 @@ def new_message_id() -> str:
 
 
 def validate_messages_request(body: Any, *, count_tokens: bool = False) -> None:
-    """Reject what the real API rejects with a 400 naming the field; accept everything else."""
+    """Reject what the real API rejects with a 400 naming the field, in its words, before any
+    backend is chosen (the same 400 on every path); accept everything else."""
     if not isinstance(body, dict):
         raise InvalidRequestError("request body must be a JSON object")
     model = body.get("model")
@@ -50,13 +51,18 @@ def validate_messages_request(body: Any, *, count_tokens: bool = False) -> None:
     for i, m in enumerate(msgs):
         if not isinstance(m, dict):
             raise InvalidRequestError(f"messages.{i}: Input should be an object")
-        role = m.get("role")
+        for key in ("role", "content"):
+            if key not in m:
+                raise InvalidRequestError(
+                    f"messages.{i}.{key}: Field required", param=f"messages.{i}.{key}"
+                )
+        role = m["role"]
         if not isinstance(role, str) or (role not in ROLES and role not in LENIENT_ROLES):
             raise InvalidRequestError(
-                f"messages.{i}.role: Input should be 'user' or 'assistant' (got {role!r})",
+                f"messages.{i}.role: Input should be 'user' or 'assistant'",
                 param=f"messages.{i}.role",
             )
-        content = m.get("content")
+        content = m["content"]
         if not isinstance(content, str | list):
             raise InvalidRequestError(
                 f"messages.{i}.content: Input should be a valid string or list of content blocks",

@@ -54,7 +54,33 @@ def new_completion_id(prefix: str = "chatcmpl-") -> str:
     return prefix + secrets.token_hex(12)
 
 
+def _jtype(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int | float):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "an array"
+    return "an object"
+
+
+def _missing(loc: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"Missing required parameter: '{loc}'.", param=loc, code="missing_required_parameter"
+    )
+
+
+#: roles whose messages must carry ``content`` (assistant may carry tool calls instead)
+_CONTENT_REQUIRED = {"system", "developer", "user", "tool"}
+
+
 def validate_chat_request(body: Any) -> None:
+    """Reject what api.openai.com rejects, in its words, before any backend is chosen: the
+    same 400 on every path (docs/translation.md, "Validation")."""
     if not isinstance(body, dict):
         raise InvalidRequestError("request body must be a JSON object")
     model = body.get("model")
@@ -62,23 +88,45 @@ def validate_chat_request(body: Any) -> None:
         raise InvalidRequestError("model: Field required", param="model")
     msgs = body.get("messages")
     if msgs is None:
-        raise InvalidRequestError("messages: Field required", param="messages")
+        raise _missing("messages")
     if not isinstance(msgs, list) or not msgs:
         raise InvalidRequestError("messages: Input should be a non-empty list", param="messages")
     for i, m in enumerate(msgs):
+        loc = f"messages[{i}]"
         if not isinstance(m, dict):
-            raise InvalidRequestError(f"messages[{i}]: Input should be an object")
-        role = m.get("role")
+            raise InvalidRequestError(
+                f"Invalid type for '{loc}': expected an object, but got {_jtype(m)} instead.",
+                param=loc,
+                code="invalid_type",
+            )
+        if "role" not in m:
+            raise _missing(f"{loc}.role")
+        role = m["role"]
         if not isinstance(role, str) or role not in ROLES:
             raise InvalidRequestError(
-                f"messages[{i}].role: Input should be 'system', 'developer', 'user', "
-                f"'assistant' or 'tool' (got {role!r})",
-                param=f"messages[{i}].role",
+                f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user', "
+                "'function', 'tool', and 'developer'.",
+                param=f"{loc}.role",
+                code="invalid_value",
+            )
+        if role in _CONTENT_REQUIRED:
+            if "content" not in m:
+                raise _missing(f"{loc}.content")
+            if m["content"] is None:
+                raise InvalidRequestError(
+                    "Invalid value for 'content': expected a string, got null.",
+                    param=f"messages.[{i}].content",
+                )
+        content = m.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise InvalidRequestError(
+                f"Invalid type for '{loc}.content': expected one of a string or array of "
+                f"objects, but got {_jtype(content)} instead.",
+                param=f"{loc}.content",
+                code="invalid_type",
             )
         if role == "tool" and not isinstance(m.get("tool_call_id"), str):
-            raise InvalidRequestError(
-                f"messages[{i}].tool_call_id: Field required", param=f"messages[{i}].tool_call_id"
-            )
+            raise _missing(f"{loc}.tool_call_id")
     for k in ("max_tokens", "max_completion_tokens", "n"):
         v = body.get(k)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):

@@ -25,9 +25,13 @@ from .common import (
 )
 from .context import ResponseContext, Target
 from .names import sanitize_tool_id, shorten_tool_name, synthetic_signature
+from .tool_ids import ANTHROPIC_PREFIX, MISTRAL9, ToolIds
 
 NO_RESULT = "(no result)"
 TOOL_ERROR_PREFIX = "[tool error] "
+#: assistant turn put between a tool result and a user turn that has more than text, for
+#: upstreams that reject a user turn right after a tool result (docs/translation.md)
+TOOL_USER_BRIDGE = "(tool results received)"
 
 _VALID_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 
@@ -69,11 +73,12 @@ def effort_for_budget(budget: int) -> str:
     return "xhigh"
 
 
-def _map_id(tool_id: Any) -> str:
-    """Deterministic id for request history (never random unless the client sent none)."""
+def _map_id(tool_id: Any, ids: ToolIds) -> str:
+    """Deterministic id for request history (never random unless the client sent none), in
+    the upstream's format."""
     if isinstance(tool_id, str) and _VALID_ID.match(tool_id):
-        return tool_id
-    return sanitize_tool_id(tool_id if isinstance(tool_id, str) else None)
+        return ids.up(tool_id)
+    return ids.up(sanitize_tool_id(tool_id if isinstance(tool_id, str) else None))
 
 
 def _text_of(content: Any, sep: str = "\n\n") -> str:
@@ -148,7 +153,9 @@ def _search_result_text(block: dict[str, Any]) -> str:
     return f"{head}\n{inner}" if head else inner
 
 
-def _tool_result(block: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _tool_result(
+    block: dict[str, Any], ids: ToolIds
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """tool_result -> (tool message, image parts that must travel in a following user message)."""
     c = block.get("content")
     images: list[dict[str, Any]] = []
@@ -189,7 +196,11 @@ def _tool_result(block: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, 
         text = str(c)
     if block.get("is_error"):
         text = TOOL_ERROR_PREFIX + text
-    tool_msg = {"role": "tool", "tool_call_id": _map_id(block.get("tool_use_id")), "content": text}
+    tool_msg = {
+        "role": "tool",
+        "tool_call_id": _map_id(block.get("tool_use_id"), ids),
+        "content": text,
+    }
     return tool_msg, images
 
 
@@ -267,6 +278,32 @@ def _repair_and_merge(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _no_user_after_tool(conv: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``mistral_common`` rejects a user turn right after a tool result ("Unexpected role 'user'
+    after role 'tool'"): text joins the last tool result; anything else gets a short assistant
+    turn in between (docs/translation.md)."""
+    out: list[dict[str, Any]] = []
+    for m in conv:
+        if m["role"] == "user" and out and out[-1]["role"] == "tool":
+            c = m.get("content")
+            text: str | None = None
+            if isinstance(c, str):
+                text = c
+            elif isinstance(c, list) and all(
+                isinstance(p, dict) and p.get("type") == "text" for p in c
+            ):
+                text = "\n\n".join(p.get("text") or "" for p in c)
+            if text is not None:
+                prev = out[-1]
+                pc = prev.get("content")
+                joined = f"{pc}\n\n{text}" if isinstance(pc, str) and pc else text
+                out[-1] = {**prev, "content": joined}
+                continue
+            out.append({"role": "assistant", "content": TOOL_USER_BRIDGE})
+        out.append(m)
+    return out
+
+
 def _convert_tools(
     tools: Any, tool_names: dict[str, str]
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -328,6 +365,7 @@ def anthropic_to_openai_request(
     caps = capabilities(target.flavor)
     reasoning_field = target.reasoning_field
     tool_names: dict[str, str] = {}
+    ids = ToolIds(target.tool_id_format, ANTHROPIC_PREFIX)
     otools, short_of = _convert_tools(body.get("tools"), tool_names)
 
     sys_parts: list[str] = []
@@ -374,7 +412,7 @@ def anthropic_to_openai_request(
                     continue
                 t = b.get("type")
                 if t == "tool_result":
-                    tm, imgs = _tool_result(b)
+                    tm, imgs = _tool_result(b, ids)
                     tool_msgs.append(tm)
                     tool_images.extend(imgs)
                 elif t == "text":
@@ -420,7 +458,7 @@ def anthropic_to_openai_request(
                     name = b.get("name") or ""
                     calls.append(
                         {
-                            "id": _map_id(b.get("id")),
+                            "id": _map_id(b.get("id"), ids),
                             "type": "function",
                             "function": {
                                 "name": _short(name, short_of, tool_names),
@@ -465,6 +503,8 @@ def anthropic_to_openai_request(
     conv = _repair_and_merge(conv)
     if target.reasoning_with_tool_calls and reasoning_field:
         conv = pad_tool_turns(conv, reasoning_field)  # after merging: merged turns carry it too
+    if target.tool_id_format == MISTRAL9:
+        conv = _no_user_after_tool(conv)
 
     messages: list[dict[str, Any]] = []
     if sys_parts:
@@ -499,7 +539,8 @@ def anthropic_to_openai_request(
     stream = body.get("stream")
     if stream is not None:
         out["stream"] = bool(stream)
-        if stream:
+        # api.mistral.ai rejects stream_options and puts usage on its last chunk anyway
+        if stream and caps.accepts_stream_options:
             out["stream_options"] = {"include_usage": True}
     meta = body.get("metadata")
     if isinstance(meta, dict) and caps.accepts_user:
@@ -567,12 +608,15 @@ def anthropic_to_openai_request(
     if prefill and caps.prefill_switch == "continue_final_message":
         out["continue_final_message"] = True
         out["add_generation_prompt"] = False
+    elif prefill and caps.prefill_switch == "prefix":
+        messages[-1]["prefix"] = True  # Mistral's way to continue a final assistant turn
 
     rctx = ResponseContext(
         requested_model=target.requested_model,
         tool_names=tool_names,
         stop_sequences=stops,
         input_tokens_estimate=est,
+        tool_ids=ids if ids.active else None,
     )
     return out, rctx
 
@@ -658,7 +702,7 @@ def openai_to_anthropic_response(resp: dict[str, Any], rctx: ResponseContext) ->
         content.append(
             {
                 "type": "tool_use",
-                "id": sanitize_tool_id(tc.get("id")),
+                "id": rctx.client_tool_id(tc.get("id")),
                 "name": rctx.tool_names.get(name, name),
                 "input": parse_tool_arguments(fn.get("arguments")),
             }

@@ -8,6 +8,10 @@ response: the name the client asked for, the tool-name map, the stop sequences..
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from .names import sanitize_tool_id
+from .tool_ids import ToolIds
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,10 @@ class Target:
     #: the caller's estimate of the client request's prompt tokens, when it already has one
     #: (the engine computes it once for routing and the ledger; translators reuse it)
     input_tokens_estimate: int | None = None
+    #: tool-call ids the upstream accepts: "any", or "mistral9" (exactly 9 ``[a-zA-Z0-9]``,
+    #: and no user turn right after a tool result: ``mistral_common``'s rules); see
+    #: :mod:`.tool_ids`
+    tool_id_format: str = "any"
 
 
 @dataclass(slots=True)
@@ -58,3 +66,12 @@ class ResponseContext:
     json_tool: str | None = None
     #: the client requested a legacy text completion (``/v1/completions``)
     legacy_completion: bool = False
+    #: this request's tool-call id map (None: ids pass as they are)
+    tool_ids: ToolIds | None = None
+
+    def client_tool_id(self, upstream_id: Any) -> str:
+        """The id an Anthropic client sees for a tool call in the upstream's answer: mapped back
+        when this request maps ids, else the upstream's own id made Anthropic-valid."""
+        if self.tool_ids is not None and self.tool_ids.active:
+            return self.tool_ids.down(upstream_id)
+        return sanitize_tool_id(upstream_id if isinstance(upstream_id, str) else None)

@@ -73,13 +73,50 @@ def _has_synthetic(content: Any) -> bool:
     return False
 
 
+def _opens_with_thinking(msg: Any) -> bool:
+    content = msg.get("content") if isinstance(msg, dict) else None
+    return (
+        isinstance(content, list)
+        and bool(content)
+        and isinstance(content[0], dict)
+        and content[0].get("type") in ("thinking", "redacted_thinking")
+    )
+
+
+def _has_tool_result(msg: Any) -> bool:
+    content = msg.get("content") if isinstance(msg, dict) else None
+    return isinstance(content, list) and any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in content
+    )
+
+
+def loop_lacks_thinking(messages: list[Any]) -> bool:
+    """The request ends inside a tool loop whose opening assistant message does not start with
+    a thinking block: the real API rejects that with thinking on (docs/translation.md)."""
+    if not messages or not isinstance(messages[-1], dict):
+        return False
+    if messages[-1].get("role") != "user" or not _has_tool_result(messages[-1]):
+        return False
+    start = 0
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if isinstance(m, dict) and m.get("role") == "user" and not _has_tool_result(m):
+            start = i + 1
+            break
+    for m in messages[start:]:
+        if isinstance(m, dict) and m.get("role") == "assistant":
+            return not _opens_with_thinking(m)
+    return False
+
+
 def strip_synthetic_thinking(body: dict[str, Any]) -> dict[str, Any]:
     """Remove thinking blocks we signed ourselves before a request goes to real Anthropic.
 
     Returns ``body`` itself (no copy) when there is nothing to strip. Otherwise returns a shallow
-    copy with new ``messages``; assistant messages left empty are dropped, and if the last
-    assistant turn lost its thinking while thinking is on, ``thinking`` is removed (Anthropic
-    requires a signed thinking block to open the turn of an ongoing tool loop).
+    copy with new ``messages``; assistant messages left empty are dropped, and if that leaves an
+    ongoing tool loop without the thinking block that must open it while thinking is on,
+    ``thinking`` is removed (the real API would reject the request; turns before the loop need
+    no thinking, so a conversation that merely began elsewhere keeps its thinking).
     """
     messages = body.get("messages")
     if not isinstance(messages, list):
@@ -95,13 +132,8 @@ def strip_synthetic_thinking(body: dict[str, Any]) -> dict[str, Any]:
             break
     if not hit:
         return body
-    last_assistant = -1
-    for i, m in enumerate(messages):
-        if isinstance(m, dict) and m.get("role") == "assistant":
-            last_assistant = i
     new_messages: list[Any] = []
-    last_lost_thinking = False
-    for i, m in enumerate(messages):
+    for m in messages:
         if not (
             isinstance(m, dict) and m.get("role") == "assistant" and _has_synthetic(m["content"])
         ):
@@ -116,8 +148,6 @@ def strip_synthetic_thinking(body: dict[str, Any]) -> dict[str, Any]:
                 and is_synthetic_signature(b.get("signature"))
             )
         ]
-        if i == last_assistant:
-            last_lost_thinking = True
         if kept:
             nm = dict(m)
             nm["content"] = kept
@@ -126,9 +156,9 @@ def strip_synthetic_thinking(body: dict[str, Any]) -> dict[str, Any]:
     out["messages"] = new_messages
     thinking = body.get("thinking")
     if (
-        last_lost_thinking
-        and isinstance(thinking, dict)
+        isinstance(thinking, dict)
         and thinking.get("type") in ("enabled", "adaptive")
+        and loop_lacks_thinking(new_messages)
     ):
         del out["thinking"]
     return out

@@ -177,6 +177,13 @@ def _repair(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _in_tool_loop(msgs: list[dict[str, Any]]) -> bool:
+    """The request ends with tool results: an assistant turn with tool calls is ongoing."""
+    if not msgs or msgs[-1]["role"] != "user":
+        return False
+    return any(b.get("type") == "tool_result" for b in msgs[-1]["content"])
+
+
 def _convert_tools(tools: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if not isinstance(tools, list):
@@ -322,6 +329,7 @@ def openai_to_anthropic_request(
     if cap:
         mt = min(mt, cap)
     mt = max(mt, 1)
+    mt_asked = mt
 
     out: dict[str, Any] = {"model": target.model, "max_tokens": mt}
 
@@ -339,9 +347,15 @@ def openai_to_anthropic_request(
         if budget >= 1024:
             thinking = {"type": "enabled", "budget_tokens": budget}
             out["max_tokens"] = mt
-    if thinking is not None and tool_choice is not None and tool_choice["type"] in ("any", "tool"):
-        thinking = None  # Anthropic allows only auto/none tool_choice with thinking
-        out["max_tokens"] = max(min(mt, cap) if cap else mt, 1)
+    if thinking is not None and (
+        (tool_choice is not None and tool_choice["type"] in ("any", "tool")) or _in_tool_loop(msgs)
+    ):
+        # Anthropic allows only auto/none tool_choice with manual thinking, and with thinking on
+        # an ongoing tool loop must begin with the signed thinking block of the turn that
+        # started it; OpenAI clients never send one back, so thinking is dropped for the rest of
+        # the loop (docs/translation.md, "Reasoning in tool loops")
+        thinking = None
+        out["max_tokens"] = mt_asked
 
     # ---- response_format
     rf = body.get("response_format")

@@ -33,7 +33,7 @@ from ..tokens import estimate_text_tokens
 from .common import finish_to_stop_reason, is_complete_json, usage_to_anthropic
 from .context import ResponseContext
 from .errors import openai_stream_error_to_error
-from .names import sanitize_tool_id, signature_from_digest
+from .names import signature_from_digest
 
 _PING = anthropic_frame("ping", {"type": "ping"})
 _OPEN_TAG = "<think>"
@@ -510,7 +510,7 @@ class OpenAIToAnthropicStream:
     def _start_tool(self, k: int, t: _Tool, out: list[bytes]) -> None:
         idx = self._next_index
         self._next_index += 1
-        t.a_id = sanitize_tool_id(t.id)
+        t.a_id = self.rctx.client_tool_id(t.id)
         name = t.name or ""
         out.append(
             anthropic_frame(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 ThinkingSwitch = Literal["none", "chat_template_kwargs", "deepseek"]
-PrefillSwitch = Literal["none", "continue_final_message"]
+PrefillSwitch = Literal["none", "continue_final_message", "prefix"]
 ToolIdFormat = Literal["any", "mistral9"]
 
 #: reasoning_effort values from weakest to strongest (OpenAI's names plus DeepSeek's ``max``)
@@ -51,8 +51,12 @@ class Flavor:
     reasoning_models: tuple[str, ...] | None = None
     #: how thinking is switched on and off besides ``reasoning_effort``
     thinking_switch: ThinkingSwitch = "none"
-    #: how a trailing assistant message is continued (prefill)
+    #: how a trailing assistant message is continued (prefill): vLLM's
+    #: ``continue_final_message``, or Mistral's ``prefix: true`` on that message
     prefill_switch: PrefillSwitch = "none"
+    #: ``stream_options`` is a known parameter (api.mistral.ai answers 422 to it, and puts the
+    #: usage on its last chunk anyway)
+    accepts_stream_options: bool = True
     #: PDFs travel as ``file`` content parts
     pdf_parts: bool = False
     #: assistant-message field that carries reasoning back ("" drops it; None: not known for
@@ -183,6 +187,8 @@ FLAVORS: dict[str, Flavor] = {
         Flavor(
             "mistral",
             "Mistral API (9-character tool-call ids)",
+            prefill_switch="prefix",
+            accepts_stream_options=False,
             reasoning_field="",
             tool_id_format="mistral9",
         ),
