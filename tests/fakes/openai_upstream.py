@@ -655,7 +655,7 @@ class FakeOpenAI(FakeUpstream):
         if self.validate:
             self._validate_chat(body, rec)
         prompt_tokens = self.count_prompt_tokens(body)
-        if self.validate and self.mode in ("vllm", "openai"):
+        if self.validate and self.mode not in ("ollama", "mistral"):
             self._check_context(prompt_tokens, body)
         reply = self._pop_reply(rec)
         if reply is None:
