@@ -318,7 +318,7 @@ class Engine:
             result = await self._with_fallbacks(call, route)
         except DragomanError as err:
             await self._settle(call, None, err.status, err.message)
-            err.headers.setdefault("x-dragoman-attempts", str(call.attempts))
+            _tag(err, call, route)
             raise
         except BaseException:
             await self._settle(call, None, 499, "cancelled")
@@ -389,6 +389,7 @@ class Engine:
             try:
                 return await self._attempt(call, route, dep)
             except DragomanError as err:
+                err.model, err.deployment = route.name, dep.name
                 if err.upstream_status is None and not err.connection_error:
                     raise
                 retryable = self._retryable(err)
@@ -446,6 +447,7 @@ class Engine:
         else:
             err = CoolingOverloadedError(msg, retry_after=wait)
         err.headers["retry-after"] = str(max(1, int(wait + 0.999)))
+        err.model = route.name
         return err
 
     # -- one attempt -------------------------------------------------------------------------
@@ -922,6 +924,19 @@ def _reasons(configured: bool | None, flavor: str, model: str) -> bool:
     if flavor == "openai":
         return model.lower().startswith(_REASONING_IDS)
     return True
+
+
+def _tag(err: DragomanError, call: Call, route: ModelRoute) -> None:
+    """Say on a failed request's error what a success says in its headers (the model and the
+    deployment that gave the error, the attempts made), for the server's error response and
+    the library's exception alike."""
+    err.attempts = call.attempts
+    if err.model is None:
+        err.model = route.name  # refused before any deployment was tried (budget, cooling)
+    err.headers.setdefault("x-dragoman-attempts", str(call.attempts))
+    err.headers.setdefault("x-dragoman-model", err.model)
+    if err.deployment is not None:
+        err.headers.setdefault("x-dragoman-deployment", err.deployment)
 
 
 def _rid() -> str:

@@ -92,8 +92,7 @@ def test_image_goes_to_the_vision_model(drv: Driver, fakes: Fakes) -> None:
     assert r.status == 200
     assert not fakes.vllm.requests  # never forwarded to the text-only model
     assert fakes.anth.last_request.body["model"] == "claude-sonnet-4-5"
-    if drv.kind == "server":
-        assert r.headers["x-dragoman-model"] == "claude"
+    assert (r.model, r.deployment) == ("claude", "claude/anth")
 
 
 def test_image_inside_a_tool_result_counts(drv: Driver, fakes: Fakes) -> None:
@@ -170,8 +169,7 @@ def test_background_rule_sends_haiku_names_to_the_small_model(drv: Driver, fakes
     r = drv.messages(msg("claude-3-5-haiku-20241022"))
     assert r.status == 200
     assert fakes.vllm.last_request.body["model"] == "qwen3-coder" and not fakes.anth.requests
-    if drv.kind == "server":
-        assert r.headers["x-dragoman-model"] == "coder"
+    assert (r.model, r.deployment) == ("coder", "coder/vllm")
 
 
 def test_thinking_rule(drv: Driver, fakes: Fakes) -> None:
