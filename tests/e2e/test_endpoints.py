@@ -129,8 +129,13 @@ def test_config_from_env_and_model_table() -> None:
 
 def test_example_configs_validate() -> None:
     root = Path(__file__).resolve().parents[2] / "examples"
-    for f in root.glob("*.yaml"):
-        load_config(f, env={})
+    files = sorted(root.glob("*.yaml"))
+    # the two the README points at must be there (an empty glob would pass every loop below)
+    assert {f.name for f in files} >= {"dragoman.yaml", "claude-router-aliases.yaml"}
+    for f in files:
+        cfg = load_config(f, env={})
+        assert cfg.models and cfg.providers, f"{f.name} configures no model"
+        assert cfg.source == str(f)
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
