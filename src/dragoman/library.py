@@ -160,6 +160,10 @@ class Gateway:
         self.engine.models.resolve(name)  # ModelNotFoundError now rather than at first call
         return ModelInstance(self, name)
 
+    def list_models(self) -> list[dict[str, Any]]:
+        """The configured models, as ``GET /v1/models`` lists them (id, limits, owner)."""
+        return self.engine.list_models()
+
     # -- books -------------------------------------------------------------------------------
 
     async def _ready(self) -> Engine:
@@ -272,6 +276,16 @@ class ModelInstance:
 
     def stream_messages(self, request: Mapping[str, Any]) -> Stream:
         return Stream(self.gateway, self.astream_messages(request))
+
+    async def acount_tokens(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /v1/messages/count_tokens`` (Anthropic shape): the upstream's count when it
+        has one, else the estimate."""
+        engine = await self.gateway._ready()
+        return await engine.count_tokens({**request, "model": self.name})
+
+    def count_tokens(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        got: dict[str, Any] = self.gateway._run(self.acount_tokens(request))
+        return got
 
 
 class AsyncStream:

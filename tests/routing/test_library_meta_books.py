@@ -121,6 +121,18 @@ def test_anthropic_shape_needs_max_tokens_as_from_the_server(fakes: Fakes) -> No
     assert not fakes.anth.requests
 
 
+def test_count_tokens_and_models_as_the_server_answers_them(fakes: Fakes) -> None:
+    with _gw(fakes) as gw:
+        got = gw.get_model_instance("claude").count_tokens(OA)  # no max_tokens: as the API
+        sent = fakes.anth.last_request
+        assert sent.path == "/v1/messages/count_tokens"
+        assert sent.body == {**OA, "model": "claude-sonnet-4-5"}
+        assert got == {"input_tokens": fakes.anth.count_tokens(sent.body)}
+        models = {m["id"]: m for m in gw.list_models()}
+    assert set(models) == {*base_config(fakes)["models"], "sonnet"}  # and the plain alias
+    assert models["coder"]["max_input_tokens"] == 32768 and models["coder"]["owned_by"] == "vllm"
+
+
 # -- the books ---------------------------------------------------------------------------------
 
 
