@@ -1,9 +1,10 @@
 """The real Claude Code CLI, through dragoman, on a vLLM-shaped upstream.
 
 Skipped unless ``claude`` is on PATH (``npm install -g @anthropic-ai/claude-code``, pinned in
-``.ci/run``; nothing is downloaded at run time); under ``CI=true`` that skip is a failure. Headless mode with the Bash tool: Claude Code sends its real main-loop
-request (24 tools, system blocks with the billing header, adaptive thinking, betas,
-``?beta=true``), streams the answer, runs the tool, and sends the tool result back.
+``.ci/run``; nothing is downloaded at run time); under ``CI=true`` that skip is a failure.
+Headless mode with the Bash tool: Claude Code sends its real main-loop request (24 tools, system
+blocks with the billing header, adaptive thinking, betas, ``?beta=true``), streams the answer,
+runs the tool, and sends the tool result back.
 """
 
 from __future__ import annotations
