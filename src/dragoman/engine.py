@@ -932,7 +932,7 @@ def _tag(err: DragomanError, call: Call, route: ModelRoute) -> None:
     the library's exception alike."""
     err.attempts = call.attempts
     if err.model is None:
-        err.model = route.name  # refused before any deployment was tried (budget, cooling)
+        err.model = route.name  # no deployment was tried (images, and no route can take them)
     err.headers.setdefault("x-dragoman-attempts", str(call.attempts))
     err.headers.setdefault("x-dragoman-model", err.model)
     if err.deployment is not None:
