@@ -22,23 +22,27 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncStream",
     "AuthenticationError",
     "BudgetExceededError",
     "DragomanError",
     "Gateway",
     "InvalidRequestError",
+    "Meta",
     "ModelInstance",
     "ModelNotFoundError",
     "OverloadedError",
     "PermissionDeniedError",
     "RateLimitError",
+    "Reply",
     "ServerError",
+    "Stream",
     "load_config",
 ]
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing dragoman.errors must stay cheap
-    if name in ("Gateway", "ModelInstance"):
+    if name in ("AsyncStream", "Gateway", "Meta", "ModelInstance", "Reply", "Stream"):
         from . import library
 
         return getattr(library, name)

@@ -84,25 +84,41 @@ def model_table(cfg: Config) -> str:
     return "\n".join(lines)
 
 
-async def build(cfg: Config) -> tuple[Any, Any]:
-    """Engine and accountant for a config (the store opens when enabled)."""
-    from .engine import Engine
+async def open_books(cfg: Config) -> tuple[Any, dict[str, str]]:
+    """The accountant (when the store is on) and the provider keys kept in it as credentials.
 
-    accountant = None
+    Shared by ``serve`` and the library (``Gateway``); a missing credential is a ``ConfigError``.
+    """
+    if not cfg.store.enabled:
+        return None, {}
+    from .accounting import Accountant
+
+    accountant = await Accountant.create(cfg)
     api_keys: dict[str, str] = {}
-    if cfg.store.enabled:
-        from .accounting import Accountant
-
-        accountant = await Accountant.create(cfg)
+    try:
         for name, p in cfg.providers.items():
             if p.credential:
                 secret = await accountant.credential(p.credential)
                 if secret is None:
-                    raise click.ClickException(
+                    raise ConfigError(
                         f"{cfg.source}: providers.{name}.credential: no stored credential "
                         f"named {p.credential!r}"
                     )
                 api_keys[name] = secret
+    except BaseException:
+        await accountant.close()
+        raise
+    return accountant, api_keys
+
+
+async def build(cfg: Config) -> tuple[Any, Any]:
+    """Engine and accountant for a config (the store opens when enabled)."""
+    from .engine import Engine
+
+    try:
+        accountant, api_keys = await open_books(cfg)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
     return Engine(cfg, accountant=accountant, api_keys=api_keys), accountant
 
 

@@ -385,7 +385,7 @@ class Engine:
             result = await self._with_fallbacks(call, route)
         except DragomanError as err:
             await self._settle(call, None, err.status, err.message)
-            err.headers.setdefault("x-dragoman-attempts", str(call.attempts))
+            _tag(err, call, route)
             raise
         except BaseException:
             await self._settle(call, None, 499, "cancelled")
@@ -479,6 +479,7 @@ class Engine:
             try:
                 return await self._attempt(call, route, dep)
             except DragomanError as err:
+                err.model, err.deployment = route.name, dep.name
                 if err.upstream_status is None and not err.connection_error:
                     raise
                 # Health decides what counts: not the client's own 4xx (routing.deployments)
@@ -539,6 +540,7 @@ class Engine:
         else:
             err = CoolingOverloadedError(msg, retry_after=wait)
         err.headers["retry-after"] = header_value(wait)
+        err.model = route.name
         return err
 
     # -- one attempt -------------------------------------------------------------------------
@@ -1106,6 +1108,19 @@ def _known_reasoning_field(dep: Deployment, det: Detection, caps: Flavor) -> str
     if caps.reasoning_field == "" or caps.reasoning_with_tool_calls:
         return caps.reasoning_field
     return reasoning_field_hint(model)
+
+
+def _tag(err: DragomanError, call: Call, route: ModelRoute) -> None:
+    """Say on a failed request's error what a success says in its headers (the model and the
+    deployment that gave the error, the attempts made), for the server's error response and
+    the library's exception alike."""
+    err.attempts = call.attempts
+    if err.model is None:
+        err.model = route.name  # no deployment was tried (images, and no route can take them)
+    err.headers.setdefault("x-dragoman-attempts", str(call.attempts))
+    err.headers.setdefault("x-dragoman-model", err.model)
+    if err.deployment is not None:
+        err.headers.setdefault("x-dragoman-deployment", err.deployment)
 
 
 def _rid() -> str:

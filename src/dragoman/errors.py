@@ -33,6 +33,13 @@ class DragomanError(Exception):
     upstream_status: int | None = None
     #: the upstream could not be reached or dropped the connection (always worth a retry)
     connection_error: bool = False
+    #: the model (after aliases, rules and fallbacks) and the deployment that gave this error,
+    #: and how many upstream attempts the request made: what the server sends as
+    #: ``x-dragoman-model``, ``x-dragoman-deployment`` and ``x-dragoman-attempts``. ``None``
+    #: when the request never got that far (a malformed request, an unknown model).
+    model: str | None = None
+    deployment: str | None = None
+    attempts: int | None = None
 
     def __init__(
         self,

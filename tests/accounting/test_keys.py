@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import String, Text, select
 
 from dragoman.accounting import Accountant
+from dragoman.accounting import accountant as accountant_mod
 from dragoman.errors import PermissionDeniedError
+from dragoman.store import keys as keys_mod
 from dragoman.store import schema
 from dragoman.store.db import utcnow
 from dragoman.store.secrets import MasterKeyMissingError, decrypt, encrypt, fernet_for
@@ -31,8 +33,12 @@ async def test_create_authenticate_revoke(acct: Accountant) -> None:
     assert await acct.authenticate(secret) is None
 
 
+@pytest.mark.any_dialect
 async def test_ttl_cache(db_url: str) -> None:
-    a = await Accountant.create(make_config(db_url, auth={"key_cache_ttl": 0.2}))
+    now = [100.0]
+    a = await Accountant.create(
+        make_config(db_url, auth={"key_cache_ttl": 0.2}), clock=lambda: now[0]
+    )
     try:
         assert a.keys is not None
         pub, secret = await a.keys.create(alias="c")
@@ -50,33 +56,37 @@ async def test_ttl_cache(db_url: str) -> None:
             assert await a.authenticate(secret) is not None
         assert calls == 0  # served from the cache
         await a.keys.revoke(pub["id"])  # revoked behind the cache's back (e.g. by the CLI)
+        now[0] += 0.19
         assert await a.authenticate(secret) is not None  # still cached
-        import asyncio
-
-        await asyncio.sleep(0.25)
+        assert calls == 0
+        now[0] += 0.02  # past the TTL
         assert await a.authenticate(secret) is None
+        assert calls == 1
+        assert await a.authenticate(secret) is None  # the refusal is cached too
         assert calls == 1
     finally:
         await a.close()
 
 
-async def test_expiry(acct: Accountant) -> None:
+@pytest.mark.any_dialect
+async def test_expiry(acct: Accountant, monkeypatch: pytest.MonkeyPatch) -> None:
     assert acct.keys is not None
     _, past = await acct.keys.create(expires_at=utcnow() - _dt.timedelta(seconds=1))
     _, future = await acct.keys.create(expires_at="2999-01-01T00:00:00Z")
     assert await acct.authenticate(past) is None
     assert await acct.authenticate(future) is not None
-    # a cached key expires on time too
-    pub, soon = await acct.keys.create(expires_at=utcnow() + _dt.timedelta(seconds=0.3))
+    # a cached key expires on time too (the wall clock is the accountant's utcnow)
+    pub, soon = await acct.keys.create(expires_at=utcnow() + _dt.timedelta(hours=1))
     assert await acct.authenticate(soon) is not None
-    import asyncio
-
-    await asyncio.sleep(0.35)
+    later = utcnow() + _dt.timedelta(hours=1, seconds=1)
+    monkeypatch.setattr(accountant_mod, "utcnow", lambda: later)
     assert await acct.authenticate(soon) is None
+    monkeypatch.setattr(keys_mod, "utcnow", lambda: later)
     keys = {k["id"]: k for k in await acct.keys.list()}
     assert keys[pub["id"]]["status"] == "expired"
 
 
+@pytest.mark.any_dialect
 async def test_allowed_models(acct: Accountant) -> None:
     assert acct.keys is not None
     _, secret = await acct.keys.create(allowed_models=["gpt-4o", "claude-*"])
@@ -92,6 +102,7 @@ async def test_allowed_models(acct: Accountant) -> None:
     acct.check_model_allowed(await acct.authenticate(any_secret), "anything")
 
 
+@pytest.mark.any_dialect
 async def test_update(acct: Accountant) -> None:
     assert acct.keys is not None
     pub, secret = await acct.keys.create(alias="a")
@@ -105,6 +116,7 @@ async def test_update(acct: Accountant) -> None:
     assert await acct.keys.update("nope", team="x") is None
 
 
+@pytest.mark.any_dialect
 async def test_static_keys(acct: Accountant) -> None:
     info = await acct.authenticate("static-secret-1")
     assert info is not None and info.is_static and info.budget_usd is None
@@ -154,6 +166,7 @@ async def test_credentials(acct: Accountant) -> None:
     assert await acct.credential("anthropic-prod") is None
 
 
+@pytest.mark.any_dialect
 async def test_credentials_refused_without_master_key(
     db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -33,6 +33,7 @@ async def served(db_url: str) -> AsyncIterator[tuple[Accountant, TestClient]]:
         await acct.close()
 
 
+@pytest.mark.any_dialect
 async def test_admin_auth(served: tuple[Accountant, TestClient]) -> None:
     _, c = served
     for method, path in [
@@ -52,6 +53,7 @@ async def test_admin_auth(served: tuple[Accountant, TestClient]) -> None:
     assert r.status == 200
 
 
+@pytest.mark.any_dialect
 async def test_key_lifecycle(served: tuple[Accountant, TestClient]) -> None:
     acct, c = served
     r = await c.post(
@@ -101,6 +103,7 @@ async def test_key_lifecycle(served: tuple[Accountant, TestClient]) -> None:
     assert r.status == 400
 
 
+@pytest.mark.any_dialect
 async def test_credentials_endpoint(
     served: tuple[Accountant, TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -124,6 +127,7 @@ async def test_credentials_endpoint(
     assert r.status == 200
 
 
+@pytest.mark.any_dialect
 async def test_budgets_endpoints(served: tuple[Accountant, TestClient]) -> None:
     acct, c = served
     r = await c.get("/v1/analytics/budgets")
@@ -181,6 +185,7 @@ async def test_budgets_endpoints(served: tuple[Accountant, TestClient]) -> None:
     assert b["period_end"].startswith((ps + _dt.timedelta(days=1)).date().isoformat())
 
 
+@pytest.mark.any_dialect
 async def test_client_budget_on_itself(served: tuple[Accountant, TestClient]) -> None:
     acct, c = served
     assert acct.keys is not None

@@ -19,10 +19,10 @@ def test_async_url() -> None:
     assert "schema" not in async_url("postgresql://u@h/d?schema=s1")
 
 
-async def test_upgrade_from_empty_and_idempotent(db_url: str) -> None:
-    await upgrade_async(db_url)
-    await upgrade_async(db_url)  # a second run is a no-op
-    engine = create_engine(db_url)
+async def test_upgrade_from_empty_and_idempotent(empty_db_url: str) -> None:
+    await upgrade_async(empty_db_url)
+    await upgrade_async(empty_db_url)  # a second run is a no-op
+    engine = create_engine(empty_db_url)
     try:
         assert await current_revision(engine) == "0001"
         async with engine.connect() as conn:
@@ -33,13 +33,13 @@ async def test_upgrade_from_empty_and_idempotent(db_url: str) -> None:
         await engine.dispose()
 
 
-async def test_migrations_match_models(db_url: str) -> None:
+async def test_migrations_match_models(empty_db_url: str) -> None:
     """The migration creates exactly what schema.py declares (no drift)."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    await upgrade_async(db_url)
-    engine = create_engine(db_url)
+    await upgrade_async(empty_db_url)
+    engine = create_engine(empty_db_url)
 
     def diff(conn: Any) -> list[Any]:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -52,9 +52,9 @@ async def test_migrations_match_models(db_url: str) -> None:
         await engine.dispose()
 
 
-def test_cli_db_upgrade_and_keys(db_url: str, tmp_path: Any) -> None:
+def test_cli_db_upgrade_and_keys(empty_db_url: str, tmp_path: Any) -> None:
     cfg = tmp_path / "dragoman.yaml"
-    cfg.write_text(f"store:\n  url: '{db_url}'\n  auto_upgrade: false\n")
+    cfg.write_text(f"store:\n  url: '{empty_db_url}'\n  auto_upgrade: false\n")
     r = CliRunner().invoke(db, ["upgrade", "--config", str(cfg)])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(

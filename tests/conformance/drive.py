@@ -127,26 +127,46 @@ class TeeTransport(httpx2.BaseTransport):
         return self.exchanges[-1]
 
 
+#: one SDK client (and its httpx2 connection pool) per client kind and gateway, for the module;
+#: ``close_clients()`` (conformance/conftest.py, at the end of each module) closes them all
+_CLIENTS: dict[tuple[str, str], tuple[Any, TeeTransport]] = {}
+
+
+def _client(kind: str, stack: Stack) -> tuple[Any, TeeTransport]:
+    got = _CLIENTS.get((kind, stack.url))
+    if got is None:
+        tee = TeeTransport()
+        http_client = httpx2.Client(transport=tee, timeout=20)
+        sdk: Any
+        if kind == "anthropic":
+            sdk = anthropic.Anthropic(
+                base_url=stack.url, api_key=KEY, max_retries=0, http_client=http_client
+            )
+        else:
+            sdk = openai.OpenAI(
+                base_url=stack.url + "/v1", api_key=KEY, max_retries=0, http_client=http_client
+            )
+        got = _CLIENTS[(kind, stack.url)] = (sdk, tee)
+    got[1].exchanges.clear()  # the tee holds what this caller's requests bring back
+    return got
+
+
 def anthropic_client(stack: Stack) -> tuple[anthropic.Anthropic, TeeTransport]:
-    tee = TeeTransport()
-    client = anthropic.Anthropic(
-        base_url=stack.url,
-        api_key=KEY,
-        max_retries=0,
-        http_client=httpx2.Client(transport=tee, timeout=20),
-    )
-    return client, tee
+    sdk, tee = _client("anthropic", stack)
+    return sdk, tee
 
 
 def openai_client(stack: Stack) -> tuple[openai.OpenAI, TeeTransport]:
-    tee = TeeTransport()
-    client = openai.OpenAI(
-        base_url=stack.url + "/v1",
-        api_key=KEY,
-        max_retries=0,
-        http_client=httpx2.Client(transport=tee, timeout=20),
-    )
-    return client, tee
+    sdk, tee = _client("openai", stack)
+    return sdk, tee
+
+
+def close_clients() -> None:
+    """Close every SDK client made since the last call (and their connections)."""
+    while _CLIENTS:
+        _, (sdk, tee) = _CLIENTS.popitem()
+        sdk.close()
+        tee.close()
 
 
 # ----------------------------------------------------------------------------- drivers

@@ -1,9 +1,10 @@
 """The real Claude Code CLI, through dragoman, on a vLLM-shaped upstream.
 
-Skipped unless ``claude`` is on PATH (``npm install -g @anthropic-ai/claude-code``; nothing is
-downloaded at run time). Headless mode with the Bash tool: Claude Code sends its real main-loop
-request (24 tools, system blocks with the billing header, adaptive thinking, betas,
-``?beta=true``), streams the answer, runs the tool, and sends the tool result back.
+Skipped unless ``claude`` is on PATH (``npm install -g @anthropic-ai/claude-code``, pinned in
+``.ci/run``; nothing is downloaded at run time); under ``CI=true`` that skip is a failure.
+Headless mode with the Bash tool: Claude Code sends its real main-loop request (24 tools, system
+blocks with the billing header, adaptive thinking, betas, ``?beta=true``), streams the answer,
+runs the tool, and sends the tool result back.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from tests.e2e.harness import KEY, Stack
 from tests.fakes import ChatReply
 
 CLAUDE = shutil.which("claude")
-pytestmark = pytest.mark.skipif(CLAUDE is None, reason="Claude Code CLI not installed")
+pytestmark = [
+    pytest.mark.claude_code,  # under CI=true a skip here fails the run (tests/conftest.py)
+    pytest.mark.skipif(CLAUDE is None, reason="Claude Code CLI not installed"),
+]
 
 
 def _run(stack: Stack, tmp_path: Path, prompt: str, *extra: str) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,8 @@ import dragoman
 from dragoman.config import load_config_dict
 from dragoman.engine import Engine
 from dragoman.errors import DragomanError
+from dragoman.protocols import anthropic as pa
+from dragoman.protocols import openai as po
 from dragoman.server.app import create_app
 
 A_HEADERS = {"anthropic-version": "2023-06-01"}
@@ -261,9 +262,11 @@ def make_config(f: Fakes, routing: dict[str, Any] | None = None) -> Any:
 
 @dataclass
 class Resp:
-    """One answer, normalised: status, JSON body (success or error), headers (server only),
-    stream events as (event, data) pairs, the typed exception (library only) and the error
-    type seen in a stream (both)."""
+    """One answer, normalised: status and JSON body (success or error) as the caller's dialect
+    has them on the wire, headers (server only), stream events as (event, data) pairs, the
+    typed exception (library only), the error type seen in a stream, and who answered: the
+    model, deployment, attempts and retry-after (server: its headers; library: ``Reply.meta``,
+    ``Stream.meta`` and the exception's attributes)."""
 
     status: int
     body: Any = None
@@ -271,19 +274,20 @@ class Resp:
     events: list[tuple[str | None, Any]] | None = None
     exc: DragomanError | None = None
     stream_error: str | None = None
+    model: str | None = None
+    deployment: str | None = None
+    attempts: int | None = None
+    retry_after: float | None = None
 
     @property
     def error_type(self) -> str | None:
-        if self.exc is not None:
-            return self.exc.type
+        """The error type in the caller's dialect (an OpenAI caller sees OpenAI's types)."""
         if isinstance(self.body, dict) and isinstance(self.body.get("error"), dict):
             return self.body["error"].get("type")
         return None
 
     @property
     def error_message(self) -> str:
-        if self.exc is not None:
-            return self.exc.message
         return str(((self.body or {}).get("error") or {}).get("message"))
 
     def text(self) -> str:
@@ -344,8 +348,15 @@ class ServerDriver(Driver):
 
     def _post(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> Resp:
         r = http.post(self.url + path, body, headers, timeout=20)
+        h = r.headers
+        who: dict[str, Any] = {
+            "model": h.get("x-dragoman-model"),
+            "deployment": h.get("x-dragoman-deployment"),
+            "attempts": int(h["x-dragoman-attempts"]) if "x-dragoman-attempts" in h else None,
+            "retry_after": float(h["retry-after"]) if "retry-after" in h else None,
+        }
         if not r.content_type.startswith("text/event-stream"):
-            return Resp(r.status, r.json(), r.headers)
+            return Resp(r.status, r.json(), r.headers, **who)
         events: list[tuple[str | None, Any]] = []
         err: str | None = None
         for ev in r.events():
@@ -357,7 +368,7 @@ class ServerDriver(Driver):
                 isinstance(data, dict) and "error" in data and "choices" not in data
             ):
                 err = data["error"]["type"]
-        return Resp(r.status, None, r.headers, events, None, err)
+        return Resp(r.status, None, r.headers, events, None, err, **who)
 
     def messages(self, body: dict[str, Any]) -> Resp:
         return self._post("/v1/messages", body, A_HEADERS)
@@ -383,6 +394,26 @@ class LibraryDriver(Driver):
         self.engine = self.gw.engine
         self.gw._run(asyncio.sleep(0))  # start the loop thread before any concurrent use
 
+    @staticmethod
+    def _failed(e: DragomanError, anthropic: bool) -> Resp:
+        """A library exception as the server would have answered it: the documented mapping
+        (``errors.py``, ``protocols/openai.py``) from the canonical error to each dialect's
+        status and body (an OpenAI caller gets 503 for the canonical 529)."""
+        if anthropic:
+            status, body = e.status, pa.error_body(e, None)
+        else:
+            status, body = po.status_for(e), po.error_body(e)
+        return Resp(
+            status,
+            body,
+            dict(e.headers),  # retry-after and the x-dragoman-* facts, as the server sends them
+            exc=e,
+            model=e.model,
+            deployment=e.deployment,
+            attempts=e.attempts,
+            retry_after=e.retry_after,
+        )
+
     def _call(self, body: dict[str, Any], anthropic: bool) -> Resp:
         body = dict(body)
         inst = self.gw.get_model_instance(body.pop("model"))
@@ -390,21 +421,24 @@ class LibraryDriver(Driver):
         try:
             if not stream:
                 got = inst.invoke_messages(body) if anthropic else inst.invoke_llm(body)
-                return Resp(200, got)
+                m = got.meta
+                return Resp(200, got, model=m.model, deployment=m.deployment, attempts=m.attempts)
         except DragomanError as e:
-            return Resp(e.status, None, dict(e.headers), exc=e)
+            return self._failed(e, anthropic)
         events: list[tuple[str | None, Any]] = []
-        it: Iterator[dict[str, Any]] = (
-            inst.stream_messages(body) if anthropic else inst.stream_llm(body)
-        )
+        it = inst.stream_messages(body) if anthropic else inst.stream_llm(body)
         try:
             for obj in it:
                 events.append((obj.get("type") if anthropic else None, obj))
         except DragomanError as e:
             if not events:  # failed before the stream started: the whole call failed
-                return Resp(e.status, None, dict(e.headers), exc=e)
-            return Resp(200, None, {}, events, e, e.type)
-        return Resp(200, None, {}, events)
+                return self._failed(e, anthropic)
+            return Resp(200, None, {}, events, e, e.type, e.model, e.deployment, e.attempts)
+        m2 = it.meta
+        assert m2 is not None
+        return Resp(
+            200, None, {}, events, model=m2.model, deployment=m2.deployment, attempts=m2.attempts
+        )
 
     def messages(self, body: dict[str, Any]) -> Resp:
         return self._call(body, True)

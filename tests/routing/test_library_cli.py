@@ -11,10 +11,22 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from tests.fakes import ErrorReply, OpenAIErrorReply, error_reply
-from tests.routing.harness import DRIVERS, Fakes, FakeTime, JitterRandom, base_config, make_config
+from tests.routing.harness import (
+    A_HEADERS,
+    DRIVERS,
+    Fakes,
+    FakeTime,
+    JitterRandom,
+    base_config,
+    make_config,
+)
+from tests.support import http
+from tests.support.servers import ServerThread
 
 import dragoman
 from dragoman.cli import main
+from dragoman.config import load_config_dict
+from dragoman.server.app import create_app
 
 # -- construction --------------------------------------------------------------------------------
 
@@ -95,6 +107,66 @@ def test_server_and_library_send_the_same_upstream_request(fakes: Fakes, model: 
     assert len(fake.requests) == 2
 
 
+@pytest.mark.parametrize(
+    ("front", "model", "fake"),
+    [
+        ("anthropic", "claude", "anth"),
+        ("anthropic", "coder", "vllm"),
+        ("openai", "claude", "anth"),
+        ("openai", "coder", "vllm"),
+    ],
+)
+def test_server_and_library_send_and_answer_the_same(
+    fakes: Fakes, front: str, model: str, fake: str
+) -> None:
+    """The same request through the server (HTTP) and the library reaches the upstream as the
+    same JSON and comes back as the same answer (ids and timestamps aside): one pipeline."""
+    cfg = base_config(fakes)
+    upstream = getattr(fakes, fake)
+    req: dict[str, Any] = {
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "hi"},
+        ],
+        "max_tokens": 64,
+        "temperature": 0.5,
+        "stop": ["\n\n"],
+    }
+    if front == "anthropic":
+        req = {
+            "system": "be brief",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 64,
+            "temperature": 0.5,
+            "stop_sequences": ["\n\n"],
+        }
+    config = load_config_dict(cfg)
+
+    async def app() -> Any:
+        return create_app(config)
+
+    server = ServerThread(app, shutdown_timeout=0.3).start()
+    try:
+        path = "/v1/messages" if front == "anthropic" else "/v1/chat/completions"
+        r = http.post(server.url + path, {**req, "model": model}, A_HEADERS)
+        assert r.status == 200, r.body
+        via_server, sent_by_server = r.json(), upstream.last_request.body
+    finally:
+        server.stop()
+    with dragoman.Gateway(config) as gw:
+        m = gw.get_model_instance(model)
+        via_library = m.invoke_messages(req) if front == "anthropic" else m.invoke_llm(req)
+    assert upstream.last_request.body == sent_by_server
+    assert len(upstream.requests) == 2
+
+    def same(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k not in ("id", "created")}
+
+    assert same(dict(via_library)) == same(via_server)
+    assert r.headers["x-dragoman-model"] == via_library.meta.model == model
+    assert r.headers["x-dragoman-deployment"] == via_library.meta.deployment
+
+
 def test_sync_async_and_streaming_twins(fakes: Fakes) -> None:
     with _gw(fakes) as gw:
         m = gw.get_model_instance("coder")
@@ -106,8 +178,9 @@ def test_sync_async_and_streaming_twins(fakes: Fakes) -> None:
         )
         assert text == fakes.vllm.default_text
         a = gw.get_model_instance("claude")
-        assert a.invoke_messages(req)["content"][0]["text"] == fakes.anth.default_text
-        events = list(a.stream_messages(req))
+        areq = {**req, "max_tokens": 64}
+        assert a.invoke_messages(areq)["content"][0]["text"] == fakes.anth.default_text
+        events = list(a.stream_messages(areq))
         assert events[0]["type"] == "message_start" and events[-1]["type"] == "message_stop"
 
     async def run() -> None:
@@ -115,11 +188,11 @@ def test_sync_async_and_streaming_twins(fakes: Fakes) -> None:
         m = gw.get_model_instance("claude")
         got = await m.ainvoke_llm(req)
         assert got["object"] == "chat.completion"
-        got2 = await m.ainvoke_messages(req)
+        got2 = await m.ainvoke_messages({**req, "max_tokens": 64})
         assert got2["type"] == "message"
         n = [c async for c in m.astream_llm(req)]
         assert n and n[-1]["object"] == "chat.completion.chunk"
-        e = [c async for c in m.astream_messages(req)]
+        e = [c async for c in m.astream_messages({**req, "max_tokens": 64})]
         assert e[-1]["type"] == "message_stop"
         await gw.aclose()
 
@@ -129,6 +202,7 @@ def test_sync_async_and_streaming_twins(fakes: Fakes) -> None:
 # -- typed errors --------------------------------------------------------------------------------
 
 REQ = {"messages": [{"role": "user", "content": "hi"}]}
+AREQ = {**REQ, "max_tokens": 64}
 
 
 @pytest.mark.parametrize(
@@ -176,7 +250,8 @@ def test_typed_errors_from_an_openai_upstream(
 ) -> None:
     fakes.vllm.default_reply = reply
     with _gw(fakes, rng=None) as gw, pytest.raises(exc):
-        gw.get_model_instance("coder").invoke_messages(REQ)
+        gw.get_model_instance("coder").invoke_messages(AREQ)
+    assert fakes.vllm.requests  # the upstream's error, not a refusal of ours
 
 
 def test_unknown_model_is_model_not_found(fakes: Fakes) -> None:
@@ -194,10 +269,15 @@ def test_stream_error_mid_way_raises_typed(fakes: Fakes) -> None:
     )
     with _gw(fakes) as gw:
         got = []
-        with pytest.raises(dragoman.OverloadedError):
-            for ev in gw.get_model_instance("claude").stream_messages(REQ):
+        with pytest.raises(dragoman.OverloadedError) as ei:
+            for ev in gw.get_model_instance("claude").stream_messages(AREQ):
                 got.append(ev)
         assert got and got[0]["type"] == "message_start"
+        assert (ei.value.model, ei.value.deployment, ei.value.attempts) == (
+            "claude",
+            "claude/anth",
+            1,
+        )
 
 
 # -- dragoman route ------------------------------------------------------------------------------

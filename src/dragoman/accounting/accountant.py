@@ -30,7 +30,7 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -170,8 +170,10 @@ def _key_from_row(r: Any) -> KeyInfo:
 class Accountant:
     """See the module docstring. Build with ``await Accountant.create(config)``."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        #: monotonic seconds for the key and credential caches' TTLs (injected in tests)
+        self.clock = clock
         self.store = config.store
         self.prices = _prices.PriceBook(config)
         self.engine: AsyncEngine | None = None
@@ -198,8 +200,10 @@ class Accountant:
 
     # ---- life cycle ------------------------------------------------------------------------
     @classmethod
-    async def create(cls, config: Config) -> Accountant:
-        self = cls(config)
+    async def create(
+        cls, config: Config, *, clock: Callable[[], float] = time.monotonic
+    ) -> Accountant:
+        self = cls(config, clock=clock)
         st = config.store
         if not st.enabled:
             if config.accounting.budgets:
@@ -472,7 +476,7 @@ class Accountant:
                 found = sinfo
         if found is not None:
             return found
-        now = time.monotonic()
+        now = self.clock()
         hit = self._cache.get(h)
         info: KeyInfo | None
         if hit is not None and hit[1] > now:
@@ -507,7 +511,7 @@ class Accountant:
         )
 
     async def credential(self, name: str) -> str | None:
-        now = time.monotonic()
+        now = self.clock()
         hit = self._cred_cache.get(name)
         if hit is not None and hit[1] > now:
             return hit[0]
