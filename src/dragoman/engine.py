@@ -191,10 +191,14 @@ class Engine:
         self.health = Health(config.routing.cooldown, clock)
         self.retry = config.routing.retries
         self.provider_health: dict[str, tuple[bool, str]] = {}
+        #: ledger settlements still being written (see _settle)
+        self._books: set[asyncio.Future[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def close(self) -> None:
+        if self._books:
+            await asyncio.wait(list(self._books), timeout=10)
         for p in self.providers.values():
             await p.close()
 
@@ -875,15 +879,28 @@ class Engine:
             error=error,
         )
         hold, call.hold = call.hold, None
+        if hold is None:
+            books = acct.record(self._request_info(call, route, dep), outcome)
+        elif status < 300 or (usage is not None and usage.billable):
+            books = acct.confirm(hold, outcome)
+        else:
+            books = acct.cancel(hold, outcome)
+        if hold is None or not hold.persisted:
+            await self._write_books(books, call.request_id)
+            return
+        # a database transaction: it must complete even if this request is cancelled meanwhile
+        # (a client that leaves right after the last byte cancels its handler), or the hold
+        # would stay pending with its reservation
+        task = asyncio.ensure_future(self._write_books(books, call.request_id))
+        self._books.add(task)
+        task.add_done_callback(self._books.discard)
+        await asyncio.shield(task)
+
+    async def _write_books(self, books: Awaitable[None], request_id: str) -> None:
         try:
-            if hold is None:
-                await acct.record(self._request_info(call, route, dep), outcome)
-            elif status < 300 or (usage is not None and usage.billable):
-                await acct.confirm(hold, outcome)
-            else:
-                await acct.cancel(hold, outcome)
+            await books
         except Exception:  # the books must never break a response
-            log.exception("ledger settle failed for %s", call.request_id)
+            log.exception("ledger settle failed for %s", request_id)
 
 
 def _model_name(body: Any) -> str:
