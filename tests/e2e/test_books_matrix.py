@@ -315,3 +315,41 @@ def test_non_stream_charged_for_what_was_delivered(
     p = PRICES[model]
     cost = (row.input_tokens * p["input"] + row.output_tokens * p["output"]) / 1e6
     assert row.cost == pytest.approx(cost, rel=1e-9) and row.cost > 0
+
+
+@pytest.mark.parametrize("asked", [False, True], ids=["not-asked", "asked"])
+@pytest.mark.parametrize("spaced", [False, True], ids=["compact", "spaced"])
+def test_o2o_usage_chunk_billed_and_hidden_unless_asked(
+    bstack: tuple[Stack, str], spaced: bool, asked: bool
+) -> None:
+    """O->O streams: dragoman asks the upstream for usage for its own books. A client that did
+    not ask never sees the ``choices: []`` usage chunk (it indexes ``choices[0]`` on every
+    chunk), one that asked gets it as sent; either way the usage is billed, whether the
+    upstream writes compact JSON or ``json.dumps`` spacing (``"usage": {``)."""
+    s, url = bstack
+    s.reset()
+    key = books.new_key(s)
+    usage = {"prompt_tokens": 321, "completion_tokens": 45, "total_tokens": 366}
+    s.vllm.enqueue(RawStream(books.openai_sse(TEXT, usage=usage, spaced=spaced)))
+    client = _client(s, "openai", key.secret)
+    extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if asked else {}
+    stream = client.chat.completions.create(
+        model="coder", messages=[{"role": "user", "content": "hi"}], stream=True, **extra
+    )
+    text, seen = "", []
+    for chunk in stream:
+        if asked and not chunk.choices:
+            seen.append(chunk.usage.model_dump(exclude_none=True))
+            continue
+        text += chunk.choices[0].delta.content or ""
+    assert text == TEXT
+    assert seen == ([usage] if asked else [])
+    assert s.vllm.last_request.json["stream_options"] == {"include_usage": True}
+    rows = books.wait_until(
+        lambda: books.usage_rows(s, url, f"key_id = '{key.id}'"), "the usage row"
+    )
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row.status, row.input_tokens, row.output_tokens) == (200, 321, 45)
+    assert bool(row.usage_estimated) is False
+    assert row.cost == pytest.approx((321 * 1.0 + 45 * 2.0) / 1e6, rel=1e-9)
