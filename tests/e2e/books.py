@@ -171,3 +171,94 @@ def anthropic_sse(text: str, *, chunk: int = 4, model: str = "claude-sonnet-4-5"
     ]
     out = "".join(f"event: {n}\ndata: {_dumps(d, False)}\n\n" for n, d in events)
     return out.encode()
+
+
+def serve_config(cfg: dict[str, Any]) -> Any:
+    """A gateway built from a config dict by the same factory as ``dragoman serve``
+    (``cli.build`` + ``create_app``), on an ephemeral port; returns the ServerThread."""
+    from tests.support.servers import ServerThread
+
+    from dragoman.cli import build
+    from dragoman.config import load_config_dict
+    from dragoman.server.app import create_app
+
+    config = load_config_dict(cfg)
+
+    async def make_app() -> Any:
+        engine, accountant = await build(config)
+        return create_app(config, engine, accountant)
+
+    return ServerThread(make_app, shutdown_timeout=0.5, handler_cancellation=True).start()
+
+
+class TcpProxy:
+    """A TCP forwarder the test owns, in front of a real server (PostgreSQL): stopping it is
+    the database really going away (connections reset, new ones refused)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        import socket
+        import threading
+
+        self.target = (host, port)
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.socks: list[Any] = []
+        self.lock = threading.Lock()
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                if self.stopped:
+                    client.close()
+                    upstream.close()
+                    return
+                self.socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: Any, dst: Any) -> None:
+        import socket
+
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)  # pass the half-close on
+        except OSError:
+            for s in (src, dst):  # a reset: wake the other direction too
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        import socket
+
+        with self.lock:
+            self.stopped = True
+            socks, self.socks = self.socks, []
+        self.listener.close()
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+
+def in_thread(coro_fn: Callable[[], Any]) -> Any:
+    from tests.e2e.test_accounting import _in_thread
+
+    return _in_thread(coro_fn)

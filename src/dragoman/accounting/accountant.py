@@ -647,7 +647,9 @@ class Accountant:
         p = self.prices.lookup(info.model, info.deployment)
         if p is None:
             if budgets:
-                raise UnpricedModelError(info.model, info.deployment, budgets[0])
+                m = self.config.models.get(info.model)
+                split = m is not None and len(m.deployments) > 1
+                raise UnpricedModelError(info.model, info.deployment if split else None, budgets[0])
             p = self.prices.price_for(info.model, info.deployment)  # zero, warned once
         return _prices.worst_case(p, info.input_tokens_estimate, info.max_tokens)
 
