@@ -729,6 +729,7 @@ class Engine:
                     yield tail
                 elif relay_a.error is not None:
                     status, error = relay_a.error_status, relay_a.error
+                    error_type = relay_a.error_type
             elif prep.mode == "pass_o":
                 relay_o = OpenAIRelay(None, prep.inject_usage)
                 out = relay_o.feed(first)
@@ -744,6 +745,7 @@ class Engine:
                     yield tail
                 elif relay_o.error is not None:
                     status, error = relay_o.error_status, relay_o.error
+                    error_type = relay_o.error_type
             elif prep.mode == "a2o":
                 assert prep.rctx is not None
                 tr = OpenAIToAnthropicStream(prep.rctx)
@@ -762,7 +764,7 @@ class Engine:
                         yield tr.feed(orjson.loads(ev.data))
                 yield tr.finish()
                 if tr.failed:
-                    status, error = 502, "upstream stream failed"
+                    status, error, error_type = 502, "upstream stream failed", "api_error"
             else:
                 assert prep.rctx is not None
                 tr2 = AnthropicToOpenAIStream(prep.rctx)
@@ -777,7 +779,7 @@ class Engine:
                         yield buf
                 yield tr2.finish()
                 if tr2.failed:
-                    status, error = 502, "upstream stream failed"
+                    status, error, error_type = 502, "upstream stream failed", "api_error"
         except (DragomanError, orjson.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
             # an upstream failure mid-stream, or an event we cannot read: the client gets an
             # error in its dialect, never a stream that just stops

@@ -118,6 +118,7 @@ class AnthropicRelay:
     __slots__ = (
         "error",
         "error_status",
+        "error_type",
         "final_usage",
         "meter",
         "start_usage",
@@ -129,9 +130,10 @@ class AnthropicRelay:
     def __init__(self, usage: Usage | None = None) -> None:
         self.usage = usage if usage is not None else Usage()
         self.stopped = False
-        #: message of an upstream ``error`` event, and its status
+        #: message of an upstream ``error`` event, its status and type
         self.error: str | None = None
         self.error_status = 500
+        self.error_type = "api_error"
         self.start_usage = False  # message_start carried usage (the input side is known)
         self.final_usage = False  # message_delta carried output_tokens (the total is known)
         self.tail = b""
@@ -181,7 +183,8 @@ class AnthropicRelay:
                 e = obj.get("error") if isinstance(obj, dict) else None
                 e = e if isinstance(e, dict) else {}
                 self.error = str(e.get("message") or "upstream error")
-                self.error_status = STATUS_BY_TYPE.get(str(e.get("type")), 500)
+                self.error_type = str(e.get("type") or "api_error")
+                self.error_status = STATUS_BY_TYPE.get(self.error_type, 500)
 
     def _content(self, event: bytes, pad: int) -> None:
         if event.startswith(b"event: content_block_delta") or (
@@ -230,16 +233,27 @@ def _has_usage(complete: bytes) -> bool:
 class OpenAIRelay:
     """Relays OpenAI chunks, reading usage and hiding the usage chunk we asked for ourselves."""
 
-    __slots__ = ("done", "error", "error_status", "inject", "meter", "saw_usage", "tail", "usage")
+    __slots__ = (
+        "done",
+        "error",
+        "error_status",
+        "error_type",
+        "inject",
+        "meter",
+        "saw_usage",
+        "tail",
+        "usage",
+    )
 
     def __init__(self, usage: Usage | None = None, inject: bool = False) -> None:
         self.usage = usage if usage is not None else Usage()
         self.inject = inject
         self.done = False
         self.saw_usage = False
-        #: message of an upstream ``{"error": ...}`` chunk, and its status
+        #: message of an upstream ``{"error": ...}`` chunk, its status and (Anthropic) type
         self.error: str | None = None
         self.error_status = 500
+        self.error_type = "api_error"
         self.tail = b""
         self.meter = _Meter()
 
@@ -274,6 +288,7 @@ class OpenAIRelay:
                     if obj.get("error") is not None and "choices" not in obj:
                         err = openai_stream_error_to_error(obj)
                         self.error, self.error_status = err.message, err.status
+                        self.error_type = err.type
                     elif isinstance(obj.get("usage"), dict) and obj["usage"]:
                         u = Usage.from_openai(obj["usage"])
                         self.usage.input_tokens = u.input_tokens
