@@ -82,14 +82,13 @@ def fakes() -> Iterator[dict[str, Any]]:
 def _serve(cfg: Path, tmp: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int, Path]:
     port = _free_port()
     log = tmp / "serve.log"
-    out = open(log, "wb")  # a file, not a pipe: DEBUG logs must never block the server
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dragoman", "serve", "--config", str(cfg), "--port", str(port)],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
-    )
-    out.close()
+    with open(log, "wb") as out:  # a file, not a pipe: DEBUG logs must never block the server
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dragoman", "serve", "--config", str(cfg), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )
     deadline = time.monotonic() + 30
     while True:
         if proc.poll() is not None:

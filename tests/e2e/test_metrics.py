@@ -133,9 +133,7 @@ def test_server_errors(stack: Stack) -> None:
         stack,
         lambda: [
             _swallow(lambda: o.chat.completions.create(model="coder", messages=MSGS))(),
-            _swallow(
-                lambda: o.chat.completions.create(model="claude-sonnet-4-5", messages=MSGS)
-            )(),
+            _swallow(lambda: o.chat.completions.create(model="claude-sonnet-4-5", messages=MSGS))(),
         ],
         {
             req("chat_completions", "openai", "coder", 500, False): 1,
@@ -160,9 +158,8 @@ def test_streams(stack: Stack) -> None:
     def run() -> None:
         with a.messages.stream(model="coder", max_tokens=50, messages=MSGS) as st:
             assert st.get_final_text() == "all of it"
-        _swallow(
-            lambda: list(a.messages.create(model="coder", max_tokens=50, messages=MSGS, stream=True))
-        )()
+        broken = a.messages.create(model="coder", max_tokens=50, messages=MSGS, stream=True)
+        _swallow(lambda: list(broken))()
         with a.messages.stream(model="claude-sonnet-4-5", max_tokens=500, messages=MSGS) as st:
             for _ in st.text_stream:
                 break  # leave

@@ -9,7 +9,10 @@ applicable budget, ``UPDATE budget_counters SET reserved = reserved + :x WHERE .
 spent + reserved + :x <= :limit``; if any budget refuses, the transaction rolls back and
 ``BudgetLimitError`` (402) names the budget. ``confirm`` moves the actual cost from reserved to
 spent and marks the row confirmed; ``cancel`` releases the reservation. Both are conditional on the
-row still being pending, so each hold is settled exactly once even across processes.
+row still being pending, so each hold is settled exactly once even across processes. A hold is
+taken on the deployment about to be called and moved (``retarget``) when a retry or fallback goes
+elsewhere, so budgets are charged to the target that served; a model without a price under a
+USD budget is refused (``UnpricedModelError``, 402): docs/accounting.md.
 
 Crash recovery: each process registers in ``instances`` and heartbeats; pending rows whose owner
 is dead (same host: the pid is gone; elsewhere: no heartbeat for ``STALE_AFTER`` s) are cancelled

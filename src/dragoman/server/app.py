@@ -123,7 +123,7 @@ def _client_status(dialect: str, status: int) -> int:
 
 def observed(endpoint: str, dialect: str, fn: ObservedHandler) -> Handler:
     """An LLM endpoint whose every request is counted once, when what its client receives is
-    over (docs: README "Metrics"): errors with the status they were answered with, streams
+    over (docs/metrics.md): errors with the status they were answered with, streams
     with how they really ended, a client that left as 499."""
 
     async def handler(request: web.Request) -> web.StreamResponse:

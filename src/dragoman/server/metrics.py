@@ -1,5 +1,5 @@
-"""Prometheus metrics (``GET /metrics``). Labels never carry keys, secrets or anything a client
-chose freely (the ``model`` label is the configured model that served, or empty).
+"""Prometheus metrics (``GET /metrics``, docs/metrics.md). Labels never carry keys, secrets or
+anything a client chose freely (``model`` is the configured model that served, or empty).
 
 A request is observed once, when what the client receives is over: the response sent, the
 stream ended, broken off or abandoned by its client (``Observation.finish``, called by the
