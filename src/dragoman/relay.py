@@ -27,8 +27,11 @@ from .translate.errors import openai_stream_error_to_error
 #: bytes of SSE framing and JSON around the text of one event, when no sample can be read
 _A_DELTA_OVERHEAD = 115
 _O_CHUNK_OVERHEAD = 130
-#: content events kept to learn the framing from
-_SAMPLES = 8
+#: content events kept to learn the framing from: the first few, then one in every
+#: ``_SAMPLE_EVERY`` along the stream (framing can vary per event, e.g. random padding)
+_FIRST_SAMPLES = 8
+_SAMPLE_EVERY = 16
+_MAX_SAMPLES = 32
 #: UTF-8 bytes of (JSON-escaped) text per token: errs high, like ``dragoman.tokens``
 _BYTES_PER_TOKEN = 3
 
@@ -89,7 +92,8 @@ class _Meter:
         """Count one content event; ``pad``: bytes of its terminator cut off by a split."""
         self.content_bytes += len(event) + pad
         self.content_events += 1
-        if len(self.samples) < _SAMPLES:
+        n = len(self.samples)
+        if n < _FIRST_SAMPLES or (self.content_events % _SAMPLE_EVERY == 0 and n < _MAX_SAMPLES):
             self.samples.append(event + b"\n\n" if pad else event)
 
     def tokens(self, text_of: Callable[[Any], int], default_overhead: int) -> int:

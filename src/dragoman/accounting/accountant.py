@@ -838,7 +838,14 @@ class Accountant:
         L, C = schema.ledger, schema.budget_counters
         spent_after: list[tuple[Budget, _dt.datetime, float]] = []
         info = h.info
-        where = {"model": info.model, "provider": info.provider, "deployment": info.deployment}
+        where: dict[str, Any] = {
+            "model": info.model,
+            "provider": info.provider,
+            "deployment": info.deployment,
+        }
+        if status == "confirmed" and h.charge != h.refs:
+            # the budgets charged are those of the target that served (see retarget)
+            where["budget_refs"] = _refs_text(h.charge)
         async with self._tx() as conn:
             res = await conn.execute(
                 update(L)
