@@ -128,6 +128,14 @@ async def _serve(cfg: Config, require_healthy: bool) -> int:
     from .server.app import create_app
 
     engine, accountant = await build(cfg)
+    if accountant is not None:
+        unpriced = accountant.prices.unpriced()
+        if unpriced:
+            log.warning(
+                "unpriced models (not free: under a USD budget their requests are refused with "
+                "402 until priced in accounting.prices or models.<name>.prices): %s",
+                ", ".join(unpriced),
+            )
     health, flavors = await asyncio.gather(engine.check_providers(), engine.detect_flavors())
     for name, det in flavors.items():
         log.info("provider %s is %s (%s)", name, det.flavor, det.how)

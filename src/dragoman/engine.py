@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from .accounting.types import Outcome, RequestInfo
 from .accounting.usage import Usage
 from .config import Config
 from .dialects.anthropic.compat import drop_billing_header, effort_only_with_thinking
@@ -41,6 +42,7 @@ from .errors import (
     InvalidRequestError,
     OverloadedError,
     ServerError,
+    type_for_status,
 )
 from .ids import request_id
 from .protocols import anthropic as pa
@@ -50,7 +52,13 @@ from .providers import Provider, UpstreamReply, UpstreamStream, detect, make_pro
 from .providers.anthropic import AnthropicProvider
 from .providers.detect import Detection
 from .providers.openai import OpenAIProvider
-from .relay import AnthropicRelay, OpenAIRelay, PrimedStream
+from .relay import (
+    AnthropicRelay,
+    OpenAIRelay,
+    PrimedStream,
+    anthropic_body_usage,
+    openai_body_usage,
+)
 from .retry_after import header_value, parse_retry_after
 from .routing.deployments import (
     COOLING_ERRORS,
@@ -97,6 +105,16 @@ ANTHROPIC = "anthropic"
 OPENAI = "openai"
 
 
+@dataclass(slots=True)
+class Ending:
+    """How a stream really ended, written once by its relay when it stops: 200 when complete,
+    499 when the client left, else the failure's status (with its error type)."""
+
+    status: int = 200
+    error_type: str | None = None
+    done: bool = False
+
+
 @dataclass
 class Result:
     """What the engine answers: a complete body, or a stream of SSE bytes, plus headers."""
@@ -105,6 +123,8 @@ class Result:
     headers: dict[str, str]
     body: bytes | None = None
     stream: AsyncIterator[bytes] | None = None
+    #: streams only: filled in when the stream ends, breaks or its client leaves
+    ending: Ending | None = None
 
     def json(self) -> Any:
         return orjson.loads(self.body) if self.body is not None else None
@@ -144,6 +164,11 @@ class Call:
     route: ModelRoute | None = None
     deployment: Deployment | None = None
     estimate: int | None = None
+    #: an upstream is working on this request (sent, not yet answered): a cancel is charged
+    busy: bool = False
+    #: the books were written (exactly one usage row per request)
+    settled: bool = False
+    ending: Ending = field(default_factory=Ending)
 
     def input_estimate(self) -> int:
         if self.estimate is None:
@@ -189,12 +214,16 @@ class Engine:
             n: detect.initial(pc.kind, pc.base_url, pc.flavor) for n, pc in config.providers.items()
         }
         self._detecting: dict[str, asyncio.Task[Detection]] = {}
+        #: ledger settlements still being written (see _settle)
+        self._books: set[asyncio.Future[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def close(self) -> None:
         for t in self._detecting.values():
             t.cancel()  # a detection still waiting on a slow server
+        if self._books:
+            await asyncio.wait(list(self._books), timeout=10)
         for p in self.providers.values():
             await p.close()
 
@@ -256,8 +285,8 @@ class Engine:
         query: str = "",
     ) -> Result:
         """An Anthropic Messages request (``POST /v1/messages``)."""
-        pa.validate_messages_request(body)
         call = Call(ANTHROPIC, body, headers or {}, request_id or _rid(), key, query=query)
+        await self._validate(call, pa.validate_messages_request)
         return await self._handle(call)
 
     async def chat(
@@ -269,8 +298,9 @@ class Engine:
         request_id: str | None = None,
     ) -> Result:
         """An OpenAI Chat Completions request (``POST /v1/chat/completions``)."""
-        po.validate_chat_request(body)
-        return await self._handle(Call(OPENAI, body, headers or {}, request_id or _rid(), key))
+        call = Call(OPENAI, body, headers or {}, request_id or _rid(), key)
+        await self._validate(call, po.validate_chat_request)
+        return await self._handle(call)
 
     async def completions(
         self,
@@ -281,9 +311,9 @@ class Engine:
         request_id: str | None = None,
     ) -> Result:
         """A legacy text completion, served through the chat path."""
-        po.validate_completion_request(body)
-        chat = completion_request_to_chat(body)
-        call = Call(OPENAI, chat, headers or {}, request_id or _rid(), key, legacy=True)
+        call = Call(OPENAI, body, headers or {}, request_id or _rid(), key, legacy=True)
+        await self._validate(call, po.validate_completion_request)
+        call.body = completion_request_to_chat(body)
         return await self._handle(call)
 
     async def count_tokens(
@@ -372,20 +402,30 @@ class Engine:
             self.models, self.config.routing.rules, call.front, call.body, call.input_estimate
         )
 
+    async def _validate(self, call: Call, check: Callable[[Any], None]) -> None:
+        """The caller's request checks; a refusal still writes its usage row."""
+        try:
+            check(call.body)
+        except DragomanError as err:
+            await self._settle(call, None, err.status, err.message)
+            raise
+
     async def _handle(self, call: Call) -> Result:
         call.stream = bool(call.body.get("stream"))
         call.requested_model = call.body["model"]
-        call.decision = self._decide(call)
-        route = call.decision.route
-        acct = self.accountant
-        if acct is not None:
-            acct.check_model_allowed(call.key, route.name)
-            call.hold = await acct.hold(self._request_info(call, route))
         try:
+            call.decision = self._decide(call)
+            route = call.decision.route
+            if self.accountant is not None:
+                self.accountant.check_model_allowed(call.key, route.name)
+            # the ledger hold is taken per attempt, on the deployment that serves (_cover)
             result = await self._with_fallbacks(call, route)
         except DragomanError as err:
             await self._settle(call, None, err.status, err.message)
-            _tag(err, call, route)
+            _tag(err, call, call.route or (call.decision.route if call.decision else None))
+            raise
+        except Exception as exc:
+            await self._settle(call, None, 500, f"internal error: {type(exc).__name__}")
             raise
         except BaseException:
             await self._settle(call, None, 499, "cancelled")
@@ -686,9 +726,14 @@ class Engine:
         prov = dep.provider
         await self._detected(prov)  # a no-op once the server is known
         prep = self._prepare(call, route, dep)
+        # the books follow the deployment tried (and the one that serves): hold on it
+        call.route, call.deployment = route, dep
+        if self.accountant is not None:
+            await self._cover(call, route, dep)
         t0 = time.perf_counter()
         dep.inflight += 1
         handed_off = False
+        call.busy = True
         try:
             if call.stream:
                 up = await _guard(prov.stream(prep.path, prep.body, prep.headers))
@@ -722,8 +767,10 @@ class Engine:
                 # settlement. Start it now: a generator that never started would not run its
                 # cleanup when closed (say, the client left before the first byte).
                 handed_off = True
+                call.busy = False
                 stream = await PrimedStream.start(gen)
-                return Result(200, self._headers(call, route, dep, stream=True), stream=stream)
+                headers = self._headers(call, route, dep, stream=True)
+                return Result(200, headers, stream=stream, ending=call.ending)
             rep = await _guard(prov.request("POST", prep.path, prep.body, prep.headers))
             if rep.status >= 300:
                 raise self._upstream_error(prov, rep)
@@ -737,6 +784,9 @@ class Engine:
             call.ttft = time.perf_counter() - call.started
             await self._settle(call, usage, 200, None)
             return Result(200, self._headers(call, route, dep, stream=False), body=body)
+        except DragomanError:
+            call.busy = False  # the upstream answered (an error) or was never reached
+            raise
         finally:
             if not handed_off:
                 dep.inflight -= 1
@@ -775,16 +825,17 @@ class Engine:
     def _finish_unchecked(
         self, call: Call, prep: Prepared, raw: bytes, resp: dict[str, Any]
     ) -> tuple[bytes, Usage, bool]:
+        # usage as the upstream reported it, else estimated from the answer (never free)
         if prep.mode == "pass_a":
             return (
                 raw,
-                Usage.from_anthropic(resp.get("usage")),
+                anthropic_body_usage(resp, call.input_estimate),
                 resp.get("stop_reason") == "refusal",
             )
         if prep.mode in ("pass_o", "a2o"):
             self._learn_from_answer(call, resp)
         if prep.mode == "pass_o":
-            usage = Usage.from_openai(resp.get("usage"))
+            usage = openai_body_usage(resp, call.input_estimate)
             refusal = _openai_refused(resp)
             if call.legacy:
                 return orjson.dumps(chat_response_to_completion(resp)), usage, refusal
@@ -795,9 +846,10 @@ class Engine:
         assert prep.rctx is not None
         if prep.mode == "a2o":
             out = openai_to_anthropic_response(resp, prep.rctx)
-            return orjson.dumps(out), Usage.from_openai(resp.get("usage")), _openai_refused(resp)
+            usage = openai_body_usage(resp, call.input_estimate)
+            return orjson.dumps(out), usage, _openai_refused(resp)
         out = anthropic_to_openai_response(resp, prep.rctx)
-        usage = Usage.from_anthropic(resp.get("usage"))
+        usage = anthropic_body_usage(resp, call.input_estimate)
         refusal = resp.get("stop_reason") == "refusal"
         if call.legacy:
             out = chat_response_to_completion(out)
@@ -825,13 +877,21 @@ class Engine:
         rest: AsyncIterator[bytes],
         dep: Deployment,
     ) -> AsyncGenerator[bytes, None]:
-        """Upstream stream -> client stream, in the client's dialect, chunk by chunk."""
-        usage = Usage()
+        """Upstream stream -> client stream, in the client's dialect, chunk by chunk.
+
+        Whatever way it ends (complete, upstream failure, client gone), the ``finally`` settles
+        the books once, at the usage the upstream reported or, where it reported none, at an
+        estimate of what was relayed (docs/accounting.md, "Charge what was delivered").
+        """
         status = 200
         error: str | None = None
+        error_type: str | None = None
+        relay_a = relay_o = None
+        tr: OpenAIToAnthropicStream | None = None
+        tr2: AnthropicToOpenAIStream | None = None
         try:
             if prep.mode == "pass_a":
-                relay_a = AnthropicRelay(usage)
+                relay_a = AnthropicRelay()
                 yield first
                 relay_a.feed(first)
                 async for chunk in rest:
@@ -839,10 +899,13 @@ class Engine:
                     relay_a.feed(chunk)
                 tail = relay_a.finish()
                 if tail:
-                    error = "upstream stream ended early"
+                    status, error, error_type = 502, "upstream stream ended early", "api_error"
                     yield tail
+                elif relay_a.error is not None:
+                    status, error = relay_a.error_status, relay_a.error
+                    error_type = relay_a.error_type
             elif prep.mode == "pass_o":
-                relay_o = OpenAIRelay(usage, prep.inject_usage)
+                relay_o = OpenAIRelay(None, prep.inject_usage)
                 # note the field the server streams reasoning in: it comes first, so the first
                 # few chunks tell (until it is known for this deployment)
                 det, model = self.detections[dep.provider.name], dep.upstream_model
@@ -861,8 +924,11 @@ class Engine:
                         yield map_openai_sse(out, ids) if ids is not None else out
                 tail = relay_o.finish()
                 if tail:
-                    error = relay_o.error or "upstream stream ended early"
+                    status, error, error_type = 502, "upstream stream ended early", "api_error"
                     yield tail
+                elif relay_o.error is not None:
+                    status, error = relay_o.error_status, relay_o.error
+                    error_type = relay_o.error_type
             elif prep.mode == "a2o":
                 assert prep.rctx is not None
                 tr = OpenAIToAnthropicStream(prep.rctx)
@@ -880,13 +946,12 @@ class Engine:
                     if ev.data != "[DONE]":
                         yield tr.feed(orjson.loads(ev.data))
                 yield tr.finish()
-                usage = tr.usage
                 if tr.reasoning_key:
                     self.detections[dep.provider.name].learn_reasoning(
                         dep.upstream_model, tr.reasoning_key
                     )
                 if tr.failed:
-                    error = "upstream stream failed"
+                    status, error, error_type = 502, "upstream stream failed", "api_error"
             else:
                 assert prep.rctx is not None
                 tr2 = AnthropicToOpenAIStream(prep.rctx)
@@ -900,9 +965,8 @@ class Engine:
                     if buf:
                         yield buf
                 yield tr2.finish()
-                usage = tr2.usage
                 if tr2.failed:
-                    error = "upstream stream failed"
+                    status, error, error_type = 502, "upstream stream failed", "api_error"
         except (DragomanError, orjson.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
             # an upstream failure mid-stream, or an event we cannot read: the client gets an
             # error in its dialect, never a stream that just stops
@@ -911,7 +975,7 @@ class Engine:
                 if isinstance(exc, DragomanError)
                 else ServerError(f"upstream sent an event dragoman cannot read: {exc!r}")
             )
-            status, error = err.status, err.message
+            status, error, error_type = err.status, err.message, err.type
             if prep.mode in ("pass_a", "a2o"):
                 yield anthropic_frame("error", pa.error_event(err))
             else:
@@ -928,47 +992,74 @@ class Engine:
                 # a stream that broke after it started counts against the deployment's health
                 # (like a connection error: towards allowed_fails, not an instant cooldown)
                 self.health.failure(dep, None, f"stream broke: {error}", None)
-            if prep.mode == "a2o" and error is not None and "tr" in locals():
+            ending = call.ending
+            ending.status, ending.done = status, True
+            if error is not None and status != 499:
+                ending.error_type = error_type or type_for_status(status)
+            # what was delivered, whichever way the stream ended
+            usage: Usage
+            if relay_a is not None:
+                usage = relay_a.settled_usage(call.input_estimate)
+            elif relay_o is not None:
+                usage = relay_o.settled_usage(call.input_estimate)
+            elif tr is not None:
                 usage = tr.usage
+            elif tr2 is not None:
+                usage = tr2.usage
+            else:
+                usage = Usage(call.input_estimate(), 0, estimated=True)
             await self._settle(call, usage, status, error)
 
     # -- accounting --------------------------------------------------------------------------
 
-    def _request_info(self, call: Call, route: ModelRoute) -> Any:
-        from .accounting import RequestInfo
-
-        dep = route.deployments[0]
-        mt = call.body.get("max_tokens") or call.body.get("max_completion_tokens")
-        if not isinstance(mt, int):
-            mt = route.config.max_output_tokens or route.config.default_max_tokens or 4096
+    def _request_info(
+        self, call: Call, route: ModelRoute | None, dep: Deployment | None
+    ) -> RequestInfo:
+        """What the ledger needs to know about a request on ``dep`` (the deployment it is
+        tried on); no route: a request refused before routing (its usage row only)."""
+        body = call.body if isinstance(call.body, dict) else {}
+        requested = call.requested_model or _model_name(body)
         return RequestInfo(
             request_id=call.request_id,
             key=call.key,
-            requested_model=call.requested_model,
-            model=route.name,
-            provider=dep.provider.name,
-            deployment=dep.name,
+            requested_model=requested,
+            model=route.name if route else requested,
+            provider=dep.provider.name if dep else "",
+            deployment=dep.name if dep else None,
             dialect=call.front,
-            streamed=call.stream,
-            input_tokens_estimate=call.input_estimate(),
-            max_tokens=mt,
+            streamed=bool(body.get("stream")),
+            input_tokens_estimate=call.input_estimate() if route else 0,
+            max_tokens=_output_cap(body, route, call) if route else 0,
         )
+
+    async def _cover(self, call: Call, route: ModelRoute, dep: Deployment) -> None:
+        """Hold the worst case for this attempt's deployment before calling it. The first
+        attempt takes the hold; a retry or fallback elsewhere moves it (re-reserving only when
+        the new target's budgets or worst case are not covered already), so every budget the
+        request is charged to was checked first, and none it is not charged to keeps it."""
+        acct = self.accountant
+        info = self._request_info(call, route, dep)
+        call.hold = await (acct.hold(info) if call.hold is None else acct.retarget(call.hold, info))
 
     async def _settle(
         self, call: Call, usage: Usage | None, status: int, error: str | None
     ) -> None:
+        """Write the books for this request, exactly once: confirm the hold at the cost of
+        what was delivered (an upstream working on the request when it was cancelled is
+        charged at least the input estimate), cancel it when nothing was, and without a hold
+        (refused before any attempt) record the usage row alone."""
         acct = self.accountant
-        if acct is None or call.hold is None:
+        if acct is None or call.settled:
             return
-        hold, call.hold = call.hold, None
-        from .accounting import Outcome
-
+        call.settled = True
+        if usage is None and call.busy:
+            usage = Usage(call.input_estimate(), 0, estimated=True)
         route = call.route or (call.decision.route if call.decision else None)
-        dep = call.deployment or (route.deployments[0] if route else None)
+        dep = call.deployment
         outcome = Outcome(
             status=status,
             usage=usage,
-            model=route.name if route else call.requested_model,
+            model=route.name if route else (call.requested_model or _model_name(call.body)),
             provider=dep.provider.name if dep else "",
             deployment=dep.name if dep else None,
             latency_ms=(time.perf_counter() - call.started) * 1000,
@@ -976,14 +1067,55 @@ class Engine:
             attempts=call.attempts,
             error=error,
         )
-        delivered = usage is not None and (usage.output_tokens > 0 or status < 300)
+        hold, call.hold = call.hold, None
+        if hold is None:
+            books = acct.record(self._request_info(call, route, dep), outcome)
+        elif status < 300 or (usage is not None and usage.billable):
+            books = acct.confirm(hold, outcome)
+        else:
+            books = acct.cancel(hold, outcome)
+        if hold is None or not hold.persisted:
+            await self._write_books(books, call.request_id)
+            return
+        # a database transaction: it must complete even if this request is cancelled meanwhile
+        # (a client that leaves right after the last byte cancels its handler), or the hold
+        # would stay pending with its reservation
+        task = asyncio.ensure_future(self._write_books(books, call.request_id))
+        self._books.add(task)
+        task.add_done_callback(self._books.discard)
+        await asyncio.shield(task)
+
+    async def _write_books(self, books: Awaitable[None], request_id: str) -> None:
         try:
-            if delivered:
-                await acct.confirm(hold, outcome)
-            else:
-                await acct.cancel(hold, outcome)
+            await books
         except Exception:  # the books must never break a response
-            log.exception("ledger settle failed for %s", call.request_id)
+            log.exception("ledger settle failed for %s", request_id)
+
+
+def _model_name(body: Any) -> str:
+    m = body.get("model") if isinstance(body, dict) else None
+    return m[:200] if isinstance(m, str) else ""
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _output_cap(body: dict[str, Any], route: ModelRoute, call: Call) -> int:
+    """The most output tokens the upstream may produce for this request: the larger of
+    ``max_tokens`` and ``max_completion_tokens`` (an upstream may honour either) times ``n``;
+    without either, the model's output cap, else what is left of its context window."""
+    caps = [v for v in (_int(body.get("max_tokens")), _int(body.get("max_completion_tokens"))) if v]
+    if caps:
+        most = max(caps)
+    else:
+        mc = route.config
+        most = mc.max_output_tokens or mc.default_max_tokens or 0
+        if not most and mc.context_window:
+            most = mc.context_window - call.input_estimate()
+        most = most if most > 0 else 4096
+    n = _int(body.get("n")) or 1
+    return max(most, 0) * max(n, 1)
 
 
 # -- stream relays (pass-through paths) ---------------------------------------------------------
@@ -1110,15 +1242,16 @@ def _known_reasoning_field(dep: Deployment, det: Detection, caps: Flavor) -> str
     return reasoning_field_hint(model)
 
 
-def _tag(err: DragomanError, call: Call, route: ModelRoute) -> None:
+def _tag(err: DragomanError, call: Call, route: ModelRoute | None) -> None:
     """Say on a failed request's error what a success says in its headers (the model and the
     deployment that gave the error, the attempts made), for the server's error response and
     the library's exception alike."""
     err.attempts = call.attempts
-    if err.model is None:
+    if err.model is None and route is not None:
         err.model = route.name  # no deployment was tried (images, and no route can take them)
     err.headers.setdefault("x-dragoman-attempts", str(call.attempts))
-    err.headers.setdefault("x-dragoman-model", err.model)
+    if err.model is not None:
+        err.headers.setdefault("x-dragoman-model", err.model)
     if err.deployment is not None:
         err.headers.setdefault("x-dragoman-deployment", err.deployment)
 

@@ -521,7 +521,7 @@ async def test_graceful_close_settles_inflight(db_url: str) -> None:
     cfg = make_config(db_url, accounting=budget_cfg(1.0))
     a = await Accountant.create(cfg)
     await a.hold(request_info(**TENTH))
-    await a.hold(request_info("unknown-model", provider="oai"))
+    await a.hold(request_info("gpt-4o", provider="oai"))
     await a.close()
     b = await Accountant.create(cfg)
     try:

@@ -266,6 +266,15 @@ __all__ = ["ChatReply", "Reply"]
 # ----------------------------------------------------------------------------- custom stacks
 
 
+class _Held:
+    """A hold held in memory only (nothing reserved in a database)."""
+
+    persisted = False
+
+    def __init__(self, info: Any) -> None:
+        self.info = info
+
+
 class RecordingAccountant:
     """Just enough of the accountant interface to see what the engine settles per request."""
 
@@ -279,13 +288,19 @@ class RecordingAccountant:
         return None
 
     async def hold(self, info: Any) -> Any:
-        return info
+        return _Held(info)
+
+    async def retarget(self, hold: Any, info: Any) -> Any:
+        return _Held(info)
 
     async def confirm(self, hold: Any, outcome: Any) -> None:
-        self.settled.append(("confirm", hold, outcome))
+        self.settled.append(("confirm", hold.info, outcome))
 
     async def cancel(self, hold: Any, outcome: Any) -> None:
-        self.settled.append(("cancel", hold, outcome))
+        self.settled.append(("cancel", hold.info, outcome))
+
+    async def record(self, info: Any, outcome: Any) -> None:
+        self.settled.append(("record", info, outcome))
 
     async def close(self) -> None:
         return None

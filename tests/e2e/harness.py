@@ -25,6 +25,7 @@ from tests.support.invariants import (
 )
 from tests.support.servers import ServerThread
 
+from dragoman.cli import build
 from dragoman.config import load_config_dict
 from dragoman.server.app import create_app
 
@@ -149,11 +150,11 @@ def start_stack(
     config = load_config_dict(cfg)
 
     async def make_app() -> Any:
+        # built as `dragoman serve` builds it (stored credentials resolved, store opened)
         if not store:
-            return create_app(config)
-        from dragoman.accounting import Accountant
-
-        return create_app(config, accountant=await Accountant.create(config))
+            config.store.enabled = False
+        engine, accountant = await build(config)
+        return create_app(config, engine, accountant)
 
     # as `dragoman serve` runs it: handlers are cancelled when their client disconnects
     server = ServerThread(make_app, shutdown_timeout=0.5, handler_cancellation=True).start()

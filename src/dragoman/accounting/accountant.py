@@ -9,7 +9,10 @@ applicable budget, ``UPDATE budget_counters SET reserved = reserved + :x WHERE .
 spent + reserved + :x <= :limit``; if any budget refuses, the transaction rolls back and
 ``BudgetLimitError`` (402) names the budget. ``confirm`` moves the actual cost from reserved to
 spent and marks the row confirmed; ``cancel`` releases the reservation. Both are conditional on the
-row still being pending, so each hold is settled exactly once even across processes.
+row still being pending, so each hold is settled exactly once even across processes. A hold is
+taken on the deployment about to be called and moved (``retarget``) when a retry or fallback goes
+elsewhere, so budgets are charged to the target that served; a model without a price under a
+USD budget is refused (``UnpricedModelError``, 402): docs/accounting.md.
 
 Crash recovery: each process registers in ``instances`` and heartbeats; pending rows whose owner
 is dead (same host: the pid is gone; elsewhere: no heartbeat for ``STALE_AFTER`` s) are cancelled
@@ -124,6 +127,21 @@ class BudgetLimitError(BudgetExceededError):
             "remaining": remaining,
             "estimate": amount,
         }
+
+
+class UnpricedModelError(BudgetExceededError):
+    """402: a USD budget applies to the request, and its model has no price (it is not free:
+    counting it at zero would let it bypass the budget)."""
+
+    def __init__(self, model: str, deployment: str | None, budget: Budget) -> None:
+        where = f" on deployment {deployment!r}" if deployment else ""
+        super().__init__(
+            f"model {model!r}{where} has no price, and the {budget.describe()} applies to this "
+            f"request: dragoman refuses it rather than count it as free. Price the model in "
+            f"accounting.prices.{model} or models.{model}.prices (USD per million tokens; "
+            "prices: {input: 0, output: 0} marks it free)",
+            code="model_unpriced",
+        )
 
 
 def _refs_text(refs: tuple[tuple[Budget, _dt.datetime], ...]) -> str:
@@ -631,18 +649,61 @@ class Accountant:
         return (0.0, 0.0) if row is None else (float(row[0]), float(row[1]))
 
     # ---- holds -----------------------------------------------------------------------------
+    def _worst_case(self, info: RequestInfo, budgets: list[Budget]) -> float:
+        """The most the request can cost; an unpriced model under a budget is refused."""
+        p = self.prices.lookup(info.model, info.deployment)
+        if p is None:
+            if budgets:
+                m = self.config.models.get(info.model)
+                split = m is not None and len(m.deployments) > 1
+                raise UnpricedModelError(info.model, info.deployment if split else None, budgets[0])
+            p = self.prices.price_for(info.model, info.deployment)  # zero, warned once
+        return _prices.worst_case(p, info.input_tokens_estimate, info.max_tokens)
+
     async def hold(self, info: RequestInfo) -> Hold:
-        p = self.prices.price_for(info.model, info.deployment)
-        amount = _prices.worst_case(p, info.input_tokens_estimate, info.max_tokens)
+        budgets = self._index.applicable(info)
+        amount = self._worst_case(info, budgets)
         now = utcnow()
         h = Hold(id=secrets.token_hex(16), info=info, amount=amount, created_at=now)
-        budgets = self._index.applicable(info)
         if budgets and self.engine is not None:
             budgets.sort(key=lambda b: b.id)  # one lock order for every transaction
-            h.refs = tuple((b, period_start(b.period, now)) for b in budgets)
+            h.refs = h.charge = tuple((b, period_start(b.period, now)) for b in budgets)
             await self._reserve(h)
         self._inflight[h.id] = h
         return h
+
+    async def retarget(self, hold: Hold, info: RequestInfo) -> Hold:
+        """Move a pending hold to another target (a retry on another deployment, a fallback
+        model): the budgets charged at the end are the new target's. When its worst case fits
+        in what is already reserved, on budgets already reserved on, nothing moves; otherwise
+        the new target is held first (a 402 leaves the old hold pending, for the caller to
+        cancel) and the old hold is released (reason "rerouted")."""
+        if hold.state != "pending":
+            raise HoldSettledError(f"hold {hold.id} is already {hold.state}; cannot move it")
+        budgets = self._index.applicable(info)
+        amount = self._worst_case(info, budgets)
+        if not budgets and not hold.persisted:
+            hold.info, hold.amount = info, amount  # nothing reserved anywhere: nothing moves
+            return hold
+        now = utcnow()
+        wanted = {(b.id, period_start(b.period, now)) for b in budgets}
+        held = {(b.id, ps) for b, ps in hold.refs}
+        if wanted <= held and amount <= hold.amount + EPS:
+            hold.info = info
+            hold.charge = tuple(r for r in hold.refs if (r[0].id, r[1]) in wanted)
+            return hold
+        moved = await self.hold(info)
+        moved.created_at = hold.created_at
+        self._take(hold, "cancelled")
+        hold.cost = 0.0
+        await self._settle(hold, "cancelled", 0.0, f"rerouted to {info.model}")
+        return moved
+
+    async def record(self, info: RequestInfo, outcome: Outcome) -> None:
+        """The usage row of a request that never held anything (refused before any attempt:
+        validation, unknown model, not allowed, budget): cost 0, its status and error."""
+        h = Hold(id="-", info=info, amount=0.0, created_at=utcnow(), state="cancelled")
+        await self._usage(h, outcome, 0.0)
 
     async def _reserve(self, h: Hold) -> None:
         C, L = schema.budget_counters, schema.ledger
@@ -685,6 +746,7 @@ class Accountant:
                         team=info.key.team if info.key else None,
                         model=info.model,
                         provider=info.provider,
+                        deployment=info.deployment,
                         amount_held=h.amount,
                         amount_final=None,
                         status="pending",
@@ -722,6 +784,7 @@ class Accountant:
         far (and the failure status). Raises ``HoldSettledError`` if the hold is already settled.
         """
         self._take(hold, "confirmed")
+        _follow(hold, outcome)
         p = self.prices.price_for(outcome.model, outcome.deployment)
         c = _prices.cost(p, outcome.usage)
         hold.cost = c
@@ -731,6 +794,7 @@ class Accountant:
     async def cancel(self, hold: Hold, outcome: Outcome) -> None:
         """Release the hold (nothing charged); the usage row records the failure."""
         self._take(hold, "cancelled")
+        _follow(hold, outcome)
         hold.cost = 0.0
         reason = outcome.error or f"status {outcome.status}"
         await self._settle(hold, "cancelled", 0.0, reason[:200])
@@ -750,6 +814,7 @@ class Accountant:
                     "team": info.key.team if info.key else None,
                     "model": info.model,
                     "provider": info.provider,
+                    "deployment": info.deployment,
                     "amount_held": h.amount,
                     "amount_final": final,
                     "status": status,
@@ -776,11 +841,26 @@ class Accountant:
     ) -> list[tuple[Budget, _dt.datetime, float]]:
         L, C = schema.ledger, schema.budget_counters
         spent_after: list[tuple[Budget, _dt.datetime, float]] = []
+        info = h.info
+        where: dict[str, Any] = {
+            "model": info.model,
+            "provider": info.provider,
+            "deployment": info.deployment,
+        }
+        if status == "confirmed" and h.charge != h.refs:
+            # the budgets charged are those of the target that served (see retarget)
+            where["budget_refs"] = _refs_text(h.charge)
         async with self._tx() as conn:
             res = await conn.execute(
                 update(L)
                 .where(L.c.id == h.id, L.c.status == "pending")
-                .values(status=status, amount_final=final, resolved_at=utcnow(), reason=reason)
+                .values(
+                    status=status,
+                    amount_final=final,
+                    resolved_at=utcnow(),
+                    reason=reason,
+                    **where,
+                )
             )
             release = res.rowcount == 1
             if not release:
@@ -799,16 +879,18 @@ class Accountant:
                         amount_final=final,
                         resolved_at=utcnow(),
                         reason="late_confirm",
+                        **where,
                     )
                 )
                 if res.rowcount != 1:
                     log.warning("hold %s was already settled in the ledger", h.id)
                     return []
+            charge = {(b.id, ps) for b, ps in h.charge}
             for b, ps in h.refs:
                 values: dict[str, Any] = {}
                 if release:
                     values["reserved"] = _release(C.c.reserved, h.amount)
-                if status == "confirmed":
+                if status == "confirmed" and (b.id, ps) in charge:
                     values["spent"] = C.c.spent + final
                 if not values:
                     continue
@@ -932,6 +1014,13 @@ class Accountant:
         from dragoman.accounting.routes import make_routes
 
         return make_routes(self)
+
+
+def _follow(hold: Hold, o: Outcome) -> None:
+    """The ledger row names what the usage row names: the model and deployment that served."""
+    info = hold.info
+    if o.provider:
+        info.model, info.provider, info.deployment = o.model, o.provider, o.deployment
 
 
 def _release(col: Any, amount: float) -> Any:

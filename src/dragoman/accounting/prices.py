@@ -3,12 +3,16 @@
 Resolution for ``price_for(model, deployment)``, first hit wins:
 
 1. the deployment's ``prices`` (``models.<m>.deployments[i].prices``; the deployment is matched
-   by ``name``, then by ``provider/model``, ``model`` or ``provider``);
+   by ``name``, by the name the router gives it (``<model>/<provider>``, ``#<i>`` after the
+   first), then by ``provider/model``, ``model`` or ``provider``);
 2. the model's ``prices`` (``models.<m>.prices``);
 3. the shipped table with ``accounting.prices`` laid over it (a config entry replaces the shipped
    entry of the same name), by exact name, then longest prefix; the gateway name first, then the
    upstream model id;
-4. zero, with a one-time warning.
+4. none: the model is *unpriced*. A request to it under a USD budget is refused (402, see
+   ``Accountant.hold``): a budget must not be bypassed by a model nobody priced. Without a
+   budget it is recorded at zero cost, with a one-time warning. An explicit
+   ``prices: {input: 0, output: 0}`` is a price: free.
 
 Missing cache prices default to 1.25x (write) and 0.1x (read) the input price for Claude models
 (name contains "claude" or the provider is an Anthropic one) and to the input price otherwise.
@@ -80,6 +84,9 @@ def worst_case(p: Prices, input_tokens: int, max_tokens: int) -> float:
     return (max(input_tokens, 0) * p.input + max(max_tokens, 0) * p.output) / 1e6 + p.per_request
 
 
+_ZERO = Prices(input=0.0, output=0.0, cache_write=0.0, cache_read=0.0)
+
+
 class PriceBook:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -88,15 +95,16 @@ class PriceBook:
         self.overrides = dict(config.accounting.prices)
         #: config entries replace the shipped ones of the same name; prefixes compete on length
         self.table = {**self.shipped, **self.overrides}
-        self._cache: dict[tuple[str, str | None], Prices] = {}
+        self._cache: dict[tuple[str, str | None], Prices | None] = {}
         self._warned: set[str] = set()
 
     def _deployment(self, model: str, deployment: str | None) -> DeploymentConfig | None:
         m = self.config.models.get(model)
         if m is None or deployment is None:
             return None
-        for d in m.deployments:
-            if d.name is not None and d.name == deployment:
+        for i, d in enumerate(m.deployments):
+            routed = f"{model}/{d.provider}" + (f"#{i}" if i else "")
+            if deployment == (d.name or routed):
                 return d
         for d in m.deployments:
             if deployment in (f"{d.provider}/{d.model or model}", d.model, d.provider):
@@ -110,15 +118,45 @@ class PriceBook:
         return p is not None and p.kind == "anthropic"
 
     def price_for(self, model: str, deployment: str | None = None) -> Prices:
-        key = (model, deployment)
-        got = self._cache.get(key)
+        """The prices to charge (zero for an unpriced model, with a one-time warning)."""
+        got = self.lookup(model, deployment)
         if got is not None:
             return got
-        got = self._resolve(model, deployment)
-        self._cache[key] = got
-        return got
+        if model not in self._warned:
+            self._warned.add(model)
+            log.warning(
+                "no price for model %r: its requests are recorded at zero cost, and refused "
+                "under a USD budget (add accounting.prices.%s or models.%s.prices)",
+                model,
+                model,
+                model,
+            )
+        return _ZERO
 
-    def _resolve(self, model: str, deployment: str | None) -> Prices:
+    def lookup(self, model: str, deployment: str | None = None) -> Prices | None:
+        """The model's prices on that deployment, or None when nobody priced it."""
+        key = (model, deployment)
+        try:
+            return self._cache[key]
+        except KeyError:
+            got = self._cache[key] = self._resolve(model, deployment)
+            return got
+
+    def unpriced(self) -> list[str]:
+        """Configured models (``model`` or ``model (deployment)``) with no price."""
+        out: list[str] = []
+        for name, m in self.config.models.items():
+            if not m.deployments:
+                if self.lookup(name, None) is None:
+                    out.append(name)
+                continue
+            for i, d in enumerate(m.deployments):
+                dep = d.name or f"{name}/{d.provider}" + (f"#{i}" if i else "")
+                if self.lookup(name, dep) is None:
+                    out.append(f"{name} ({dep})" if len(m.deployments) > 1 else name)
+        return out
+
+    def _resolve(self, model: str, deployment: str | None) -> Prices | None:
         m = self.config.models.get(model)
         d = self._deployment(model, deployment)
         upstream = (d.model if d else None) or (m.model if m else None)
@@ -138,14 +176,5 @@ class PriceBook:
                 if found is not None:
                     break
         if found is None:
-            if model not in self._warned:
-                self._warned.add(model)
-                log.warning(
-                    "no price for model %r: its requests are recorded at zero cost "
-                    "(add accounting.prices.%s or models.%s.prices)",
-                    model,
-                    model,
-                    model,
-                )
-            return Prices(input=0.0, output=0.0, cache_write=0.0, cache_read=0.0)
+            return None
         return complete(found, claude)

@@ -71,6 +71,9 @@ class Hold:
     created_at: _dt.datetime
     #: budget counters reserved on (budget, period start); empty = held in memory only
     refs: tuple[tuple[Budget, _dt.datetime], ...] = ()
+    #: the counters the final cost is charged to: those of the target that served (a subset
+    #: of ``refs`` after a retry or fallback elsewhere, see ``Accountant.retarget``)
+    charge: tuple[tuple[Budget, _dt.datetime], ...] = ()
     #: "pending" | "confirmed" | "cancelled"
     state: str = "pending"
     #: final cost once confirmed

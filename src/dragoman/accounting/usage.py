@@ -16,6 +16,16 @@ class Usage:
     estimated: bool = False
 
     @property
+    def billable(self) -> bool:
+        """Whether any token was counted (so the request costs something)."""
+        return bool(
+            self.input_tokens
+            or self.output_tokens
+            or self.cache_creation_input_tokens
+            or self.cache_read_input_tokens
+        )
+
+    @property
     def prompt_tokens(self) -> int:
         return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
 

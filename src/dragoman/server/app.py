@@ -5,6 +5,7 @@ aiohttp (server and client) was chosen by measurement: see bench/README.md.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -39,6 +40,7 @@ STARTED: web.AppKey[float] = web.AppKey("started", float)
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ObservedHandler = Callable[[web.Request, metrics.Observation], Awaitable[web.StreamResponse]]
 
 
 def dialect_of(request: web.Request) -> str:
@@ -89,25 +91,59 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except DragomanError as err:
-        metrics.ERRORS.labels(err.type).inc()
-        return error_response(request, err)
+        return _error(request, err)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONFIG].server.max_body_bytes
-        return error_response(
+        return _error(
             request,
             RequestTooLargeError(f"request body is larger than the limit of {limit} bytes"),
         )
     except web.HTTPException as e:
         if e.status == 404:
-            return error_response(request, ModelNotFoundError(f"no route for {request.path}"))
+            return _error(request, ModelNotFoundError(f"no route for {request.path}"))
         if e.status == 405:
             bad = InvalidRequestError(f"method {request.method} not allowed on {request.path}")
             bad.status = 405
-            return error_response(request, bad)
+            return _error(request, bad)
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(request, ServerError("internal error in the gateway"))
+        return _error(request, ServerError("internal error in the gateway"))
+
+
+def _error(request: web.Request, err: DragomanError) -> web.Response:
+    metrics.count_error(err.type)
+    return error_response(request, err)
+
+
+def _client_status(dialect: str, status: int) -> int:
+    """The HTTP status a client of ``dialect`` gets for a (canonical) status."""
+    return status if dialect == ANTHROPIC else po.OPENAI_STATUS.get(status, status)
+
+
+def observed(endpoint: str, dialect: str, fn: ObservedHandler) -> Handler:
+    """An LLM endpoint whose every request is counted once, when what its client receives is
+    over (docs/metrics.md): errors with the status they were answered with, streams
+    with how they really ended, a client that left as 499."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        obs = metrics.Observation(endpoint, dialect)
+        try:
+            return await fn(request, obs)
+        except DragomanError as err:
+            obs.status = _client_status(dialect, err.status)
+            obs.model = err.headers.get("x-dragoman-model", obs.model)
+            raise
+        except web.HTTPException as e:
+            obs.status = e.status
+            raise
+        except asyncio.CancelledError:
+            obs.status = 499
+            raise
+        finally:
+            obs.finish()
+
+    return handler
 
 
 class Auth:
@@ -147,7 +183,11 @@ async def _json_body(request: web.Request) -> Any:
         raise InvalidRequestError(f"request body is not valid JSON: {e}") from None
 
 
-async def _respond(request: web.Request, result: Result, dialect: str) -> web.StreamResponse:
+async def _respond(
+    request: web.Request, result: Result, obs: metrics.Observation
+) -> web.StreamResponse:
+    obs.model = result.headers.get("x-dragoman-model", "")
+    obs.status = result.status
     if result.stream is None:
         return web.Response(
             body=result.body,
@@ -155,27 +195,35 @@ async def _respond(request: web.Request, result: Result, dialect: str) -> web.St
             content_type="application/json",
             headers=result.headers,
         )
+    obs.stream = True
     resp = web.StreamResponse(status=result.status, headers={**SSE_HEADERS, **result.headers})
     gen = result.stream
     try:
         await resp.prepare(request)
         async for chunk in gen:
             await resp.write(chunk)
+            if obs.ttft is None:
+                obs.first_bytes()
         await resp.write_eof()
     except (ConnectionResetError, ConnectionError):
         log.info("client went away during a stream (%s)", request.get(REQUEST_ID))
+        obs.status = 499
     finally:
-        await gen.aclose()  # type: ignore[attr-defined]
+        await gen.aclose()  # type: ignore[attr-defined]  # the relay's books run here at the latest
+        ending = result.ending
+        if ending is not None and ending.done:
+            obs.status = _client_status(obs.dialect, ending.status)
+            if ending.status not in (200, 499) and ending.error_type:
+                obs.error_type = ending.error_type
     return resp
 
 
 def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
     engine = app[ENGINE]
 
-    async def messages(request: web.Request) -> web.StreamResponse:
+    async def messages(request: web.Request, obs: metrics.Observation) -> web.StreamResponse:
         key = await auth.check(request)
         body = await _json_body(request)
-        t0 = time.perf_counter()
         result = await engine.messages(
             body,
             request.headers,
@@ -183,30 +231,29 @@ def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
             request_id=request[REQUEST_ID],
             query=request.query_string,
         )
-        metrics.observe(ANTHROPIC, result, t0)
-        return await _respond(request, result, ANTHROPIC)
+        return await _respond(request, result, obs)
 
-    async def count_tokens(request: web.Request) -> web.StreamResponse:
+    async def count_tokens(request: web.Request, obs: metrics.Observation) -> web.StreamResponse:
         key = await auth.check(request)
         body = await _json_body(request)
+        obs.model = _model_served(engine, body)
         got = await engine.count_tokens(body, request.headers, key=key, query=request.query_string)
+        obs.status = 200
         return web.Response(body=orjson.dumps(got), content_type="application/json")
 
-    async def chat(request: web.Request) -> web.StreamResponse:
+    async def chat(request: web.Request, obs: metrics.Observation) -> web.StreamResponse:
         key = await auth.check(request)
         body = await _json_body(request)
-        t0 = time.perf_counter()
         result = await engine.chat(body, request.headers, key=key, request_id=request[REQUEST_ID])
-        metrics.observe(OPENAI, result, t0)
-        return await _respond(request, result, OPENAI)
+        return await _respond(request, result, obs)
 
-    async def completions(request: web.Request) -> web.StreamResponse:
+    async def completions(request: web.Request, obs: metrics.Observation) -> web.StreamResponse:
         key = await auth.check(request)
         body = await _json_body(request)
         result = await engine.completions(
             body, request.headers, key=key, request_id=request[REQUEST_ID]
         )
-        return await _respond(request, result, OPENAI)
+        return await _respond(request, result, obs)
 
     async def models(request: web.Request) -> web.StreamResponse:
         await auth.check(request)
@@ -240,7 +287,7 @@ def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
             n: {"ok": ok, "detail": detail} for n, (ok, detail) in engine.provider_health.items()
         }
         body = {
-            "status": "ok",
+            "status": _health_status(states, providers),
             "uptime_s": round(time.time() - app[STARTED], 1),
             "providers": providers,
             "deployments": states,
@@ -258,10 +305,10 @@ def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
         )
 
     return [
-        web.post("/v1/messages", messages),
-        web.post("/v1/messages/count_tokens", count_tokens),
-        web.post("/v1/chat/completions", chat),
-        web.post("/v1/completions", completions),
+        web.post("/v1/messages", observed("messages", ANTHROPIC, messages)),
+        web.post("/v1/messages/count_tokens", observed("count_tokens", ANTHROPIC, count_tokens)),
+        web.post("/v1/chat/completions", observed("chat_completions", OPENAI, chat)),
+        web.post("/v1/completions", observed("completions", OPENAI, completions)),
         web.get("/v1/models", models),
         web.get("/v1/models/{model_id:.+}", model),
         web.get("/health", health),
@@ -269,6 +316,29 @@ def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
         web.get("/", root),
         web.get("/metrics", metrics.handler),
     ]
+
+
+def _health_status(
+    states: dict[str, list[dict[str, object]]], providers: dict[str, dict[str, Any]]
+) -> str:
+    """ "degraded" when some model has no usable deployment (every one cooling down, or on a
+    provider whose health check failed), else "ok"."""
+    down = {n for n, p in providers.items() if not p["ok"]}
+    for deps in states.values():
+        if not any(d["state"] == "ok" and d["provider"] not in down for d in deps):
+            return "degraded"
+    return "ok"
+
+
+def _model_served(engine: Engine, body: Any) -> str:
+    """The configured model a request names (metrics label; never the client's free text)."""
+    name = body.get("model") if isinstance(body, dict) else None
+    if not isinstance(name, str):
+        return ""
+    try:
+        return engine.models.resolve(name).name
+    except DragomanError:
+        return ""
 
 
 def _anthropic_model(m: dict[str, Any]) -> dict[str, Any]:

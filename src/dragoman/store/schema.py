@@ -65,6 +65,8 @@ ledger = Table(
     Column("team", String(200), nullable=True),
     Column("model", String(200), nullable=False),
     Column("provider", String(200), nullable=False),
+    #: the deployment the request was served by (or last tried on), as in the usage row
+    Column("deployment", String(200), nullable=True),
     Column("amount_held", Float, nullable=False),
     Column("amount_final", Float, nullable=True),
     Column("status", String(16), nullable=False),
