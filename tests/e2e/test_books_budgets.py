@@ -100,6 +100,7 @@ def _ask(s: Stack, secret: str, dialect: str, model: str, stream: bool, **kw: An
     return r.headers["x-dragoman-deployment"]
 
 
+@pytest.mark.leaves_cooldown  # upstream errors are scripted on purpose
 def test_budgets_follow_the_deployment_that_served(bstack: tuple[Stack, str]) -> None:
     """Two providers behind one model, and a fallback from one provider to the other, under a
     provider-scoped budget each: every budget is charged exactly what its provider's usage rows
@@ -247,7 +248,7 @@ def test_unpriced_model_under_a_budget_is_refused(bstack: tuple[Stack, str]) -> 
 
 
 def test_serve_lists_unpriced_models(tmp_path: Path) -> None:
-    from tests.e2e.test_accounting import _free_port, _start_server
+    from tests.support.serve import ServeProcess
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
@@ -261,12 +262,10 @@ def test_serve_lists_unpriced_models(tmp_path: Path) -> None:
         "      - {provider: local, model: b}\n"
         f"store: {{url: 'sqlite:///{tmp_path}/s.db'}}\n"
     )
-    proc = _start_server(cfg, _free_port())
-    proc.terminate()
-    proc.wait(10)
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode()
-    line = next(ln for ln in err.splitlines() if "unpriced models" in ln)
+    srv = ServeProcess(cfg).start()
+    srv.stop()
+    line = next(ln for ln in srv.output().splitlines() if "unpriced models" in ln)
+    line = line.split("] ", 1)[1]  # ServeProcess tags each line with its pipe
     record = json.loads(line)  # the JSON log format
     assert record["level"] == "WARNING"
     assert record["msg"].rsplit("): ", 1)[1] == "nobody-priced-me, split (split/local#1)"

@@ -5,6 +5,7 @@ across a run of a real ``dragoman serve`` that answers every error type."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,7 +17,6 @@ from typing import Any
 
 import pytest
 from tests.e2e.harness import KEY, Stack
-from tests.e2e.test_accounting import _free_port
 from tests.fakes import (
     ChatReply,
     ErrorReply,
@@ -25,10 +25,12 @@ from tests.fakes import (
     OpenAIErrorReply,
 )
 from tests.support import http
+from tests.support.invariants import forget_health
 
 A = {"anthropic-version": "2023-06-01"}
 
 
+@pytest.mark.leaves_cooldown
 def test_health_degraded_while_a_model_cools_down(stack: Stack) -> None:
     h = http.get(stack.url + "/health").json()
     assert h["status"] == "ok"
@@ -53,7 +55,7 @@ def test_health_degraded_while_a_model_cools_down(stack: Stack) -> None:
     assert dep["cooldown_remaining_s"] > 0 and dep["last_error"].startswith("429")
     # other models still serve; the gateway as a whole is degraded, not down
     assert h["deployments"]["claude-sonnet-4-5"][0]["state"] == "ok"
-    stack.reset()
+    forget_health(stack.engine)
     assert http.get(stack.url + "/health").json()["status"] == "ok"
 
 
@@ -80,11 +82,12 @@ def fakes() -> Iterator[dict[str, Any]]:
 
 
 def _serve(cfg: Path, tmp: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int, Path]:
-    port = _free_port()
+    """``serve --port 0`` logging to a file (not a pipe: DEBUG logs must never block the
+    server); the port is read from the line it prints once it listens."""
     log = tmp / "serve.log"
-    with open(log, "wb") as out:  # a file, not a pipe: DEBUG logs must never block the server
+    with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dragoman", "serve", "--config", str(cfg), "--port", str(port)],
+            [sys.executable, "-m", "dragoman", "serve", "--config", str(cfg), "--port", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},
@@ -93,14 +96,13 @@ def _serve(cfg: Path, tmp: Path, env: dict[str, str]) -> tuple[subprocess.Popen[
     while True:
         if proc.poll() is not None:
             raise AssertionError(log.read_text())
-        try:
-            http.get(f"http://127.0.0.1:{port}/ping", timeout=1)
-            return proc, port, log
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError("server did not start") from None
-            time.sleep(0.1)
+        m = re.search(r"dragoman serving on http://\S+?:(\d+) ", log.read_text())
+        if m:
+            return proc, int(m.group(1)), log
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("server did not start")
+        time.sleep(0.05)
 
 
 def test_no_secret_in_logs_or_error_bodies(fakes: dict[str, Any], tmp_path: Path) -> None:

@@ -124,6 +124,7 @@ def test_client_errors(stack: Stack) -> None:
     )
 
 
+@pytest.mark.leaves_cooldown  # upstream errors are scripted on purpose
 def test_server_errors(stack: Stack) -> None:
     """An upstream 500, and an upstream 529 answered to an OpenAI client as its 503."""
     stack.vllm.enqueue(OpenAIErrorReply(500, "boom", type="InternalServerError", code=500))
@@ -145,6 +146,7 @@ def test_server_errors(stack: Stack) -> None:
     )
 
 
+@pytest.mark.leaves_cooldown  # upstream errors are scripted on purpose
 def test_streams(stack: Stack) -> None:
     """A complete stream is a 200; one the upstream breaks off counts as its failure (the
     client saw an error event, whatever its headers said); one the client leaves is a 499."""
