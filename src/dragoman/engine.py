@@ -25,7 +25,6 @@ from typing import Any
 import orjson
 
 from .accounting.types import Outcome, RequestInfo
-from .accounting.usage import Usage
 from .config import Config
 from .dialects.anthropic.compat import drop_billing_header, effort_only_with_thinking
 from .dialects.openai.compat import adapt_chat_request
@@ -98,6 +97,7 @@ from .translate.tool_ids import (
     map_openai_sse,
     tool_id_format_for,
 )
+from .usage import Usage
 
 log = logging.getLogger("dragoman.engine")
 

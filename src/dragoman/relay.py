@@ -18,11 +18,11 @@ from typing import Any
 
 import orjson
 
-from .accounting.usage import Usage
 from .errors import STATUS_BY_TYPE
 from .protocols.sse import _parse_block, anthropic_frame, openai_frame
 from .tokens import estimate_text_tokens
 from .translate.errors import openai_stream_error_to_error
+from .usage import Usage
 
 #: bytes of SSE framing and JSON around the text of one event, when no sample can be read
 _A_DELTA_OVERHEAD = 115

@@ -20,10 +20,14 @@ A stream cut short is *confirmed* with the usage it delivered (and its failure s
 
 from __future__ import annotations
 
-from dragoman.accounting.accountant import Accountant, BudgetLimitError
-from dragoman.accounting.budgets import Budget
+from typing import TYPE_CHECKING, Any
+
 from dragoman.accounting.types import Hold, HoldSettledError, KeyInfo, Outcome, RequestInfo
-from dragoman.accounting.usage import Usage
+from dragoman.usage import Usage
+
+if TYPE_CHECKING:
+    from dragoman.accounting.accountant import Accountant, BudgetLimitError
+    from dragoman.accounting.budgets import Budget
 
 __all__ = [
     "Accountant",
@@ -36,3 +40,17 @@ __all__ = [
     "RequestInfo",
     "Usage",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The Accountant (aiohttp, SQLAlchemy, cryptography) loads only when asked for: the data
+    types above stay importable by the pure translation core."""
+    if name in ("Accountant", "BudgetLimitError"):
+        from dragoman.accounting import accountant
+
+        return getattr(accountant, name)
+    if name == "Budget":
+        from dragoman.accounting.budgets import Budget
+
+        return Budget
+    raise AttributeError(name)

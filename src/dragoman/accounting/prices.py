@@ -25,8 +25,8 @@ import logging
 from importlib import resources
 from typing import Any
 
-from dragoman.accounting.usage import Usage
 from dragoman.config import Config, DeploymentConfig, Prices
+from dragoman.usage import Usage
 
 log = logging.getLogger("dragoman.accounting")
 

@@ -6,7 +6,7 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dragoman.accounting.usage import Usage
+from dragoman.usage import Usage
 
 if TYPE_CHECKING:
     from dragoman.accounting.budgets import Budget

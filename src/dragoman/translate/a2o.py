@@ -10,13 +10,13 @@ import hashlib
 import re
 from typing import Any
 
-from ..accounting.usage import Usage
 from ..dialects.anthropic.compat import is_billing_text, without_billing_line
 from ..dialects.openai.compat import pad_tool_turns
 from ..dialects.openai.flavors import Flavor, capabilities
 from ..errors import InvalidRequestError
 from ..protocols.anthropic import new_message_id
 from ..tokens import estimate_anthropic_request_tokens, estimate_text_tokens
+from ..usage import Usage
 from .common import (
     dumps_arguments,
     finish_to_stop_reason,

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from ..accounting.usage import Usage
+from ..usage import Usage
 
 # ------------------------------------------------------------------------- tool arguments
 

@@ -10,10 +10,10 @@ import hashlib
 import time
 from typing import Any
 
-from ..accounting.usage import Usage
 from ..errors import InvalidRequestError
 from ..protocols.openai import new_completion_id
 from ..tokens import estimate_openai_request_tokens
+from ..usage import Usage
 from .common import dumps_arguments, parse_tool_arguments, stop_reason_to_finish, usage_to_openai
 from .context import ResponseContext, Target
 from .names import sanitize_tool_id

@@ -14,11 +14,11 @@ from typing import Any
 
 import orjson
 
-from ..accounting.usage import Usage
 from ..errors import DragomanError, ServerError, error_for
 from ..protocols.openai import error_body, new_completion_id
 from ..protocols.sse import OPENAI_DONE, openai_frame
 from ..tokens import estimate_text_tokens
+from ..usage import Usage
 from .common import stop_reason_to_finish, usage_to_openai
 from .context import ResponseContext
 

@@ -25,11 +25,11 @@ from typing import Any
 
 import orjson
 
-from ..accounting.usage import Usage
 from ..errors import DragomanError, ServerError
 from ..protocols.anthropic import new_message_id
 from ..protocols.sse import anthropic_frame
 from ..tokens import estimate_text_tokens
+from ..usage import Usage
 from .common import finish_to_stop_reason, is_complete_json, usage_to_anthropic
 from .context import ResponseContext
 from .errors import openai_stream_error_to_error
