@@ -12,6 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from dragoman.accounting import Accountant, Usage
 from dragoman.accounting.budgets import period_start
+from dragoman.server.admin import admin_routes
+from dragoman.server.app import ACCOUNTANT, CONFIG, errors_middleware
 from dragoman.store.db import utcnow
 
 from .conftest import make_config, outcome, request_info
@@ -19,12 +21,19 @@ from .conftest import make_config, outcome, request_info
 ADMIN = {"x-api-key": "admin-secret"}
 
 
+def admin_app(acct: Accountant) -> web.Application:
+    """The admin routes as ``create_app`` serves them: errors rendered by its middleware."""
+    app = web.Application(middlewares=[errors_middleware])
+    app[CONFIG] = acct.config
+    app[ACCOUNTANT] = acct
+    app.add_routes(admin_routes())
+    return app
+
+
 @pytest.fixture
 async def served(db_url: str) -> AsyncIterator[tuple[Accountant, TestClient]]:
     acct = await Accountant.create(make_config(db_url))
-    app = web.Application()
-    app.add_routes(acct.routes())
-    client = TestClient(TestServer(app))
+    client = TestClient(TestServer(admin_app(acct)))
     await client.start_server()
     try:
         yield acct, client
@@ -276,9 +285,7 @@ async def test_costs_and_stats(served: tuple[Accountant, TestClient]) -> None:
 
 async def test_open_gateway_analytics(db_url: str) -> None:
     acct = await Accountant.create(make_config(db_url, auth={"keys": [], "admin_key": None}))
-    app = web.Application()
-    app.add_routes(acct.routes())
-    async with TestClient(TestServer(app)) as c:
+    async with TestClient(TestServer(admin_app(acct))) as c:
         assert (await c.get("/stats")).status == 200
         assert (await c.get("/v1/analytics/costs")).status == 200
         r = await c.get("/admin/keys", headers={"x-api-key": "anything"})
