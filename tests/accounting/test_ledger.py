@@ -478,6 +478,49 @@ async def test_alerts_fire_once_per_threshold_per_period(
     assert logged[0].budget_alert["threshold"] == 50.0
 
 
+class _DownWebhooks:
+    """A receiver that cannot be reached (the Webhooks seam of alerts.py)."""
+
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, dict[str, Any]]] = []
+        self.closed = False
+
+    async def post(self, url: str, payload: dict[str, Any]) -> int:
+        self.posted.append((url, payload))
+        raise OSError("connection refused")
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.any_dialect
+async def test_alert_delivery_failure_never_fails_the_request(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    hooks = _DownWebhooks()
+    cfg = make_config(
+        db_url,
+        accounting={
+            **budget_cfg(1.0, alert_thresholds=[50]),
+            "alert_webhook": "http://hooks.invalid/budget",
+        },
+    )
+    a = await Accountant.create(cfg, webhooks=hooks)
+    try:
+        h = await a.hold(request_info(input_tokens=600_000, max_tokens=0))
+        await a.confirm(h, outcome(Usage(input_tokens=600_000)))  # 60 %: the alert fires
+        assert h.state == "confirmed" and h.cost == pytest.approx(0.6)
+        assert a.alerts is not None
+        await a.alerts.drain()
+        ((url, payload),) = hooks.posted
+        assert url == "http://hooks.invalid/budget" and payload["threshold"] == 50.0
+        assert "budget alert webhook http://hooks.invalid/budget failed" in caplog.text
+        await ledger_consistent(a)
+    finally:
+        await a.close()
+    assert hooks.closed
+
+
 # ---- crash recovery -------------------------------------------------------------------------
 
 
