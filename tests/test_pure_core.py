@@ -22,3 +22,20 @@ def test_translate_imports_without_io_stacks() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_books_import_without_http() -> None:
+    """Every module of the books (the Accountant included) loads without aiohttp: the alert
+    webhooks' client is made at the first alert, and the HTTP endpoints live in server/."""
+    code = (
+        "import sys, importlib, pkgutil\n"
+        "sys.modules['aiohttp'] = None  # any import of it raises ImportError\n"
+        "import dragoman.accounting as books\n"
+        "names = [m.name for m in pkgutil.iter_modules(books.__path__)]\n"
+        "for name in names:\n"
+        "    importlib.import_module('dragoman.accounting.' + name)\n"
+        "assert {'service', 'ledger', 'alerts', 'queries'} <= set(names), names\n"
+        "assert books.Accountant.__module__ == 'dragoman.accounting.service'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import String, Text, select
 
 from dragoman.accounting import Accountant
-from dragoman.accounting import accountant as accountant_mod
 from dragoman.errors import PermissionDeniedError
 from dragoman.store import keys as keys_mod
 from dragoman.store import schema
@@ -69,21 +68,26 @@ async def test_ttl_cache(db_url: str) -> None:
 
 
 @pytest.mark.any_dialect
-async def test_expiry(acct: Accountant, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert acct.keys is not None
-    _, past = await acct.keys.create(expires_at=utcnow() - _dt.timedelta(seconds=1))
-    _, future = await acct.keys.create(expires_at="2999-01-01T00:00:00Z")
-    assert await acct.authenticate(past) is None
-    assert await acct.authenticate(future) is not None
-    # a cached key expires on time too (the wall clock is the accountant's utcnow)
-    pub, soon = await acct.keys.create(expires_at=utcnow() + _dt.timedelta(hours=1))
-    assert await acct.authenticate(soon) is not None
-    later = utcnow() + _dt.timedelta(hours=1, seconds=1)
-    monkeypatch.setattr(accountant_mod, "utcnow", lambda: later)
-    assert await acct.authenticate(soon) is None
-    monkeypatch.setattr(keys_mod, "utcnow", lambda: later)
-    keys = {k["id"]: k for k in await acct.keys.list()}
-    assert keys[pub["id"]]["status"] == "expired"
+async def test_expiry(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    wall: list[_dt.datetime | None] = [None]  # the accountant's wall clock: utcnow until set
+    acct = await Accountant.create(make_config(db_url), now=lambda: wall[0] or utcnow())
+    try:
+        assert acct.keys is not None
+        _, past = await acct.keys.create(expires_at=utcnow() - _dt.timedelta(seconds=1))
+        _, future = await acct.keys.create(expires_at="2999-01-01T00:00:00Z")
+        assert await acct.authenticate(past) is None
+        assert await acct.authenticate(future) is not None
+        # a cached key expires on time too (the wall clock is the accountant's utcnow)
+        pub, soon = await acct.keys.create(expires_at=utcnow() + _dt.timedelta(hours=1))
+        assert await acct.authenticate(soon) is not None
+        later = utcnow() + _dt.timedelta(hours=1, seconds=1)
+        wall[0] = later
+        assert await acct.authenticate(soon) is None
+        monkeypatch.setattr(keys_mod, "utcnow", lambda: later)
+        keys = {k["id"]: k for k in await acct.keys.list()}
+        assert keys[pub["id"]]["status"] == "expired"
+    finally:
+        await acct.close()
 
 
 @pytest.mark.any_dialect
@@ -158,11 +162,11 @@ async def test_credentials(acct: Accountant) -> None:
     assert await acct.credential("anthropic-prod") == "sk-ant-123"
     assert await acct.credential("missing") is None
     await acct.keys.put_credential("anthropic-prod", "sk-ant-456")  # replace
-    acct._cred_cache.clear()
+    acct.forget_credential("anthropic-prod")
     assert await acct.credential("anthropic-prod") == "sk-ant-456"
     assert [c["name"] for c in await acct.keys.list_credentials()] == ["anthropic-prod"]
     assert await acct.keys.delete_credential("anthropic-prod")
-    acct._cred_cache.clear()
+    acct.forget_credential("anthropic-prod")
     assert await acct.credential("anthropic-prod") is None
 
 

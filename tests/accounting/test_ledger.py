@@ -19,10 +19,11 @@ from dragoman.accounting import (
     KeyInfo,
     Usage,
 )
-from dragoman.accounting import accountant as accountant_mod
+from dragoman.accounting import recovery as recovery_mod
 from dragoman.accounting.budgets import EPOCH, period_end, period_start
 from dragoman.errors import BudgetExceededError, DragomanError
 from dragoman.store import schema
+from dragoman.store.db import utcnow
 
 from .conftest import make_config, outcome, request_info
 
@@ -39,6 +40,17 @@ async def rows(acct: Accountant, table: Any, *where: Any) -> list[Any]:
     assert acct.engine is not None
     async with acct.engine.connect() as conn:
         return list((await conn.execute(select(table).where(*where))).all())
+
+
+async def crash(a: Accountant) -> None:
+    """Stop like a killed process: nothing settled, nothing flushed, its instance row left
+    behind (and, in this process, no longer counted as alive)."""
+    assert a.recovery is not None and a.recovery.task is not None and a.writer is not None
+    a.recovery.task.cancel()
+    a.writer.abandon()
+    recovery_mod.LIVE.discard(a.instance_id)
+    assert a.engine is not None
+    await a.engine.dispose()
 
 
 async def ledger_consistent(acct: Accountant) -> None:
@@ -71,11 +83,12 @@ class _NoDB:
 
 @pytest.mark.any_dialect
 async def test_unbudgeted_hold_touches_no_database(acct: Accountant) -> None:
-    engine, acct.engine = acct.engine, _NoDB()  # type: ignore[assignment]
+    assert acct.db is not None
+    engine, acct.db.engine = acct.db.engine, _NoDB()  # type: ignore[assignment]
     try:
         h = await acct.hold(request_info(**TENTH))
     finally:
-        acct.engine = engine
+        acct.db.engine = engine
     assert not h.persisted and h.amount == pytest.approx(0.1)
     assert await rows(acct, schema.ledger) == []
     await acct.confirm(h, outcome(Usage(input_tokens=1000, output_tokens=2000)))
@@ -306,7 +319,7 @@ async def test_refusal_names_the_budget(db_url: str) -> None:
             await acct.hold(request_info("claude-sonnet-4-5", provider="anth", max_tokens=8000))
         # nothing was reserved by the refused requests (all-or-nothing over budgets)
         model_b = next(b for b in acct.budgets() if b.scope == "model")
-        ps = period_start("monthly", accountant_mod.utcnow())
+        ps = period_start("monthly", utcnow())
         assert (await acct.counters(model_b.id, ps))[1] == pytest.approx(0.2)
         await acct.confirm(h, outcome(FULL_TENTH))
         await acct.confirm(h2, outcome(FULL_TENTH))
@@ -336,12 +349,11 @@ def test_period_math() -> None:
         ("monthly", _dt.datetime(2025, 2, 28, 12, 0), _dt.datetime(2025, 3, 1, 0, 0)),
     ],
 )
-async def test_period_rollover(
-    db_url: str, monkeypatch: pytest.MonkeyPatch, period: str, now: Any, later: Any
-) -> None:
+async def test_period_rollover(db_url: str, period: str, now: Any, later: Any) -> None:
     clock = [now]
-    monkeypatch.setattr(accountant_mod, "utcnow", lambda: clock[0])
-    acct = await Accountant.create(make_config(db_url, accounting=budget_cfg(0.25, period=period)))
+    acct = await Accountant.create(
+        make_config(db_url, accounting=budget_cfg(0.25, period=period)), now=lambda: clock[0]
+    )
     try:
         for _ in range(2):
             await acct.confirm(await acct.hold(request_info(**TENTH)), outcome(FULL_TENTH))
@@ -366,12 +378,13 @@ async def test_fail_closed_when_database_fails(db_url: str) -> None:
         def broken() -> Any:
             raise OSError("connection refused")
 
-        real = acct._tx
-        acct._tx = broken  # type: ignore[method-assign,assignment]
+        assert acct.db is not None
+        real = acct.db.tx
+        acct.db.tx = broken  # type: ignore[method-assign,assignment]
         with pytest.raises(DragomanError) as e:
             await acct.hold(request_info(**TENTH))
         assert e.value.status == 503 and not isinstance(e.value, BudgetExceededError)
-        acct._tx = real  # type: ignore[method-assign]
+        acct.db.tx = real  # type: ignore[method-assign]
     finally:
         await acct.close()
 
@@ -382,7 +395,8 @@ async def test_api_budget_seen_by_other_instance(db_url: str) -> None:
     b = await Accountant.create(cfg)
     try:
         await a.create_budget(scope="model", target="flat", period="daily", limit_usd=0.05)
-        await b._load_budgets()  # what b's maintenance loop does every few seconds
+        assert b.budget_book is not None
+        await b.budget_book.load()  # what b's maintenance loop does every few seconds
         with pytest.raises(BudgetExceededError):
             await b.hold(request_info(**TENTH))
         # config budgets are re-synced at start: removed ones disappear, API ones stay
@@ -402,7 +416,7 @@ async def test_api_budget_seen_by_other_instance(db_url: str) -> None:
 
 @pytest.mark.any_dialect
 async def test_alerts_fire_once_per_threshold_per_period(
-    db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     hits: list[dict[str, Any]] = []
 
@@ -415,7 +429,6 @@ async def test_alerts_fire_once_per_threshold_per_period(
     server = TestServer(app)
     await server.start_server()
     clock = [_dt.datetime(2025, 5, 5, 10, 0)]
-    monkeypatch.setattr(accountant_mod, "utcnow", lambda: clock[0])
     cfg = make_config(
         db_url,
         accounting={
@@ -430,9 +443,10 @@ async def test_alerts_fire_once_per_threshold_per_period(
             await a.hold(request_info(input_tokens=n, max_tokens=0)),
             outcome(Usage(input_tokens=n)),
         )
-        await asyncio.gather(*a._tasks)
+        assert a.alerts is not None
+        await a.alerts.drain()
 
-    a = await Accountant.create(cfg)
+    a = await Accountant.create(cfg, now=lambda: clock[0])
     try:
         await spend(a, 0.3)
         assert hits == []
@@ -445,7 +459,7 @@ async def test_alerts_fire_once_per_threshold_per_period(
         assert hits[1]["type"] == "warning" and hits[1]["spent_usd"] == pytest.approx(0.9)
     finally:
         await a.close()
-    b = await Accountant.create(cfg)  # a restart does not fire them again
+    b = await Accountant.create(cfg, now=lambda: clock[0])  # a restart does not fire them again
     try:
         await spend(b, 0.01)
         assert len(hits) == 2
@@ -464,6 +478,49 @@ async def test_alerts_fire_once_per_threshold_per_period(
     assert logged[0].budget_alert["threshold"] == 50.0
 
 
+class _DownWebhooks:
+    """A receiver that cannot be reached (the Webhooks seam of alerts.py)."""
+
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, dict[str, Any]]] = []
+        self.closed = False
+
+    async def post(self, url: str, payload: dict[str, Any]) -> int:
+        self.posted.append((url, payload))
+        raise OSError("connection refused")
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.any_dialect
+async def test_alert_delivery_failure_never_fails_the_request(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    hooks = _DownWebhooks()
+    cfg = make_config(
+        db_url,
+        accounting={
+            **budget_cfg(1.0, alert_thresholds=[50]),
+            "alert_webhook": "http://hooks.invalid/budget",
+        },
+    )
+    a = await Accountant.create(cfg, webhooks=hooks)
+    try:
+        h = await a.hold(request_info(input_tokens=600_000, max_tokens=0))
+        await a.confirm(h, outcome(Usage(input_tokens=600_000)))  # 60 %: the alert fires
+        assert h.state == "confirmed" and h.cost == pytest.approx(0.6)
+        assert a.alerts is not None
+        await a.alerts.drain()
+        ((url, payload),) = hooks.posted
+        assert url == "http://hooks.invalid/budget" and payload["threshold"] == 50.0
+        assert "budget alert webhook http://hooks.invalid/budget failed" in caplog.text
+        await ledger_consistent(a)
+    finally:
+        await a.close()
+    assert hooks.closed
+
+
 # ---- crash recovery -------------------------------------------------------------------------
 
 
@@ -478,7 +535,7 @@ async def test_crash_recovery(db_url: str) -> None:
     assert all(h.persisted for h in [*pending, free])
     bid = a.budgets()[0].id
     assert (await a.counters(bid, EPOCH))[1] == pytest.approx(0.5 + free.amount)
-    await a._simulate_crash()  # no close(): nothing settled, nothing flushed
+    await crash(a)  # no close(): nothing settled, nothing flushed
 
     b = await Accountant.create(cfg)
     try:
@@ -494,7 +551,7 @@ async def test_crash_recovery(db_url: str) -> None:
         admitted, _ = await _race([b], 12)
         assert admitted == 8
         # a late confirm of a hold recovered as crashed still charges the work done
-        await b._settle_persisted(pending[0], "confirmed", 0.01, None)
+        await b.confirm(pending[0], outcome(Usage(input_tokens=10_000)))  # $0.01
         await ledger_consistent(b)
     finally:
         await b.close()
@@ -507,7 +564,8 @@ async def test_recovery_leaves_live_instances_alone(db_url: str) -> None:
         h = await live.hold(request_info(**TENTH))
         other = await Accountant.create(cfg)  # starts while `live` has a request in flight
         assert other.recovered == 0
-        await other._recover(at_start=False)
+        assert other.recovery is not None
+        await other.recovery.recover(at_start=False)
         assert other.recovered == 0
         await other.close()
         assert [r.status for r in await rows(live, schema.ledger)] == ["pending"]
@@ -541,18 +599,18 @@ def test_dead_process_detection() -> None:
 
     p = subprocess.Popen(["sleep", "30"])
     try:
-        assert accountant_mod._pid_alive(p.pid)
+        assert recovery_mod.pid_alive(p.pid)
         p.kill()
         # killed but not yet reaped (a zombie: nothing waits for it yet) counts as dead, as soon
         # as the kernel has made it one
         deadline = time.monotonic() + 10
-        while accountant_mod._pid_alive(p.pid):
+        while recovery_mod.pid_alive(p.pid):
             assert time.monotonic() < deadline, "a killed process still looks alive after 10 s"
             time.sleep(0.01)
     finally:
         p.wait()
-    assert accountant_mod._pid_alive(os.getpid())
-    assert not accountant_mod._pid_alive(p.pid)
+    assert recovery_mod.pid_alive(os.getpid())
+    assert not recovery_mod.pid_alive(p.pid)
 
 
 @pytest.mark.any_dialect

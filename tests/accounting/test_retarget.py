@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from dragoman.accounting import Accountant, BudgetLimitError, Usage
-from dragoman.accounting.accountant import UnpricedModelError
-from dragoman.accounting.budgets import EPOCH
+from dragoman.accounting.budgets import EPOCH, UnpricedModelError
 from dragoman.store import schema
 
 from .conftest import make_config, outcome, request_info

@@ -12,6 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from dragoman.accounting import Accountant, Usage
 from dragoman.accounting.budgets import period_start
+from dragoman.server.admin import admin_routes
+from dragoman.server.app import ACCOUNTANT, CONFIG, errors_middleware
 from dragoman.store.db import utcnow
 
 from .conftest import make_config, outcome, request_info
@@ -19,12 +21,19 @@ from .conftest import make_config, outcome, request_info
 ADMIN = {"x-api-key": "admin-secret"}
 
 
+def admin_app(acct: Accountant) -> web.Application:
+    """The admin routes as ``create_app`` serves them: errors rendered by its middleware."""
+    app = web.Application(middlewares=[errors_middleware])
+    app[CONFIG] = acct.config
+    app[ACCOUNTANT] = acct
+    app.add_routes(admin_routes())
+    return app
+
+
 @pytest.fixture
 async def served(db_url: str) -> AsyncIterator[tuple[Accountant, TestClient]]:
     acct = await Accountant.create(make_config(db_url))
-    app = web.Application()
-    app.add_routes(acct.routes())
-    client = TestClient(TestServer(app))
+    client = TestClient(TestServer(admin_app(acct)))
     await client.start_server()
     try:
         yield acct, client
@@ -276,11 +285,64 @@ async def test_costs_and_stats(served: tuple[Accountant, TestClient]) -> None:
 
 async def test_open_gateway_analytics(db_url: str) -> None:
     acct = await Accountant.create(make_config(db_url, auth={"keys": [], "admin_key": None}))
-    app = web.Application()
-    app.add_routes(acct.routes())
-    async with TestClient(TestServer(app)) as c:
+    async with TestClient(TestServer(admin_app(acct))) as c:
         assert (await c.get("/stats")).status == 200
         assert (await c.get("/v1/analytics/costs")).status == 200
         r = await c.get("/admin/keys", headers={"x-api-key": "anything"})
         assert r.status == 401 and "disabled" in (await r.json())["error"]["message"]
+    await acct.close()
+
+
+@pytest.mark.any_dialect
+async def test_errors_in_the_callers_dialect(served: tuple[Accountant, TestClient]) -> None:
+    """Admin and analytics errors are the gateway's errors, written by its middleware: the
+    Anthropic envelope for an x-api-key caller, the OpenAI one for a Bearer caller; the key is
+    read like on the LLM endpoints (a bare Authorization value is not a key)."""
+    _, c = served
+    r = await c.get("/admin/keys", headers={"x-api-key": "wrong"})
+    assert r.status == 401
+    assert await r.json() == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "admin key required"},
+        "request_id": r.headers["request-id"],
+    }
+    r = await c.get("/admin/keys/nope", headers={"Authorization": "Bearer admin-secret"})
+    assert r.status == 404
+    assert await r.json() == {
+        "error": {
+            "message": "no key 'nope'",
+            "type": "not_found_error",
+            "param": None,
+            "code": "not_found",
+        }
+    }
+    r = await c.get("/v1/analytics/costs?days=0", headers={"Authorization": "Bearer admin-secret"})
+    assert r.status == 400
+    assert (await r.json())["error"]["code"] == "invalid_request"
+    r = await c.get("/admin/keys", headers={"Authorization": "admin-secret"})
+    assert r.status == 401
+
+
+@pytest.mark.any_dialect
+async def test_store_off(db_url: str) -> None:
+    """Without the store the admin API answers 503 and the analytics are empty, not errors."""
+    acct = await Accountant.create(make_config(db_url, store={"enabled": False}))
+    assert acct.engine is None and acct.keys is None
+    async with TestClient(TestServer(admin_app(acct))) as c:
+        r = await c.get("/admin/keys", headers=ADMIN)
+        assert r.status == 503
+        assert (await r.json())["error"]["message"] == "the store is disabled"
+        body = {"budget_type": "daily", "budget_limit": 1}
+        r = await c.post("/v1/analytics/budgets", headers=ADMIN, json=body)
+        assert r.status == 503
+        r = await c.get("/v1/analytics/budgets", headers=ADMIN)
+        assert (r.status, (await r.json())["total_budgets"]) == (200, 0)
+        r = await c.get("/v1/analytics/costs?days=3", headers=ADMIN)
+        costs = await r.json()
+        assert (r.status, costs["period_days"], costs["total_requests"]) == (200, 3, 0)
+        r = await c.get("/stats", headers={"x-api-key": "static-secret-1"})
+        st = await r.json()
+        assert (r.status, st["models"], st["total_requests"]) == (200, {}, 0)
+        r = await c.get("/stats", headers={"x-api-key": "not-a-key"})
+        assert r.status == 401
     await acct.close()

@@ -22,12 +22,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dragoman.accounting.types import Hold, HoldSettledError, KeyInfo, Outcome, RequestInfo
+from dragoman.accounting.types import (
+    Budget,
+    Hold,
+    HoldSettledError,
+    KeyInfo,
+    Outcome,
+    RequestInfo,
+)
 from dragoman.usage import Usage
 
 if TYPE_CHECKING:
-    from dragoman.accounting.accountant import Accountant, BudgetLimitError
-    from dragoman.accounting.budgets import Budget
+    from dragoman.accounting.budgets import BudgetLimitError
+    from dragoman.accounting.service import Accountant
 
 __all__ = [
     "Accountant",
@@ -45,12 +52,12 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """The Accountant (aiohttp, SQLAlchemy, cryptography) loads only when asked for: the data
     types above stay importable by the pure translation core."""
-    if name in ("Accountant", "BudgetLimitError"):
-        from dragoman.accounting import accountant
+    if name == "Accountant":
+        from dragoman.accounting.service import Accountant
 
-        return getattr(accountant, name)
-    if name == "Budget":
-        from dragoman.accounting.budgets import Budget
+        return Accountant
+    if name == "BudgetLimitError":
+        from dragoman.accounting.budgets import BudgetLimitError
 
-        return Budget
+        return BudgetLimitError
     raise AttributeError(name)

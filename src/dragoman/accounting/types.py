@@ -1,15 +1,15 @@
-"""The data the server hands the Accountant and gets back."""
+"""The data the server hands the Accountant and gets back (plain dataclasses: importing them
+pulls in no database or HTTP stack)."""
 
 from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from dragoman.usage import Usage
 
-if TYPE_CHECKING:
-    from dragoman.accounting.budgets import Budget
+#: the alert thresholds (percent of the limit) of a budget that names none
+DEFAULT_THRESHOLDS = (50.0, 80.0, 95.0)
 
 
 @dataclass(slots=True)
@@ -58,6 +58,24 @@ class Outcome:
     ttft_ms: float | None
     attempts: int
     error: str | None = None
+
+
+@dataclass(slots=True)
+class Budget:
+    """A spending limit in USD on a scope (key, team, model, provider, global) per period."""
+
+    id: str
+    scope: str
+    target: str | None
+    period: str
+    limit_usd: float
+    alert_thresholds: list[float] = field(default_factory=lambda: list(DEFAULT_THRESHOLDS))
+    webhook: str | None = None
+    source: str = "api"  # "config" | "api" | "key"
+
+    def describe(self) -> str:
+        who = self.scope if self.target is None else f"{self.scope} {self.target!r}"
+        return f"{who} {self.period} budget"
 
 
 @dataclass(eq=False, slots=True)

@@ -377,8 +377,10 @@ def create_app(
     app[STARTED] = time.time()
     auth = Auth(config, accountant)
     app.add_routes(make_handlers(app, auth))
-    if accountant is not None and hasattr(accountant, "routes"):
-        app.add_routes(accountant.routes())
+    if accountant is not None:
+        from .admin import admin_routes  # admin.py reads ACCOUNTANT and the key extractor here
+
+        app.add_routes(admin_routes())
 
     async def _close(app: web.Application) -> None:
         await app[ENGINE].close()

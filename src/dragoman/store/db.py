@@ -7,7 +7,10 @@ every connection then uses that schema (``search_path``), and ``upgrade`` create
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as _dt
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import Table, event, select
@@ -48,6 +51,31 @@ def async_url(url: str) -> str:
 
 def is_sqlite(engine: AsyncEngine | AsyncConnection) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+class Database:
+    """An engine and the one way to write through it: ``tx()`` is a write transaction,
+    serialised in-process on SQLite (where a writer locks the whole file, and two concurrent
+    writers in one process would only wait on each other's busy timeout)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        #: held around every write transaction on SQLite (None on PostgreSQL); the batch writer
+        #: takes it too
+        self.lock: asyncio.Lock | None = asyncio.Lock() if is_sqlite(engine) else None
+
+    @contextlib.asynccontextmanager
+    async def tx(self) -> AsyncIterator[AsyncConnection]:
+        if self.lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+        else:
+            async with self.lock, self.engine.begin() as conn:
+                yield conn
+
+    def connect(self) -> Any:
+        """A read connection (``async with db.connect() as conn``)."""
+        return self.engine.connect()
 
 
 def create_engine(url: str, **kw: Any) -> AsyncEngine:

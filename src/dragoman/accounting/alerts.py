@@ -1,0 +1,143 @@
+"""Budget alerts: when a confirmed charge takes a budget past one of its thresholds, say so once
+per threshold and period, across every instance (the ``alerts_fired`` row is the proof), as a
+``dragoman.budget`` log warning and a POST to the budget's webhook (or
+``accounting.alert_webhook``).
+
+Delivery runs in the background and never delays or fails a request; the HTTP client is made at
+the first delivery, so nothing of it loads with the books (docs/accounting.md, "Alerts").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from dragoman.accounting.budgets import EPS
+from dragoman.accounting.types import Budget
+from dragoman.config import Config
+from dragoman.store import schema
+from dragoman.store.db import Database, insert_ignore
+
+log = logging.getLogger("dragoman.accounting")
+budget_log = logging.getLogger("dragoman.budget")
+
+#: a delivery that takes longer than this is given up (seconds)
+WEBHOOK_TIMEOUT = 5.0
+#: how long close() waits for deliveries still running (seconds)
+CLOSE_WAIT = 2.0
+
+
+class Webhooks(Protocol):
+    """Sends one alert; returns the HTTP status the receiver answered."""
+
+    async def post(self, url: str, payload: dict[str, Any]) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+class HttpWebhooks:
+    """Webhooks over an aiohttp session opened at the first alert."""
+
+    def __init__(self, timeout: float = WEBHOOK_TIMEOUT) -> None:
+        self.timeout = timeout
+        self._session: Any = None
+
+    async def post(self, url: str, payload: dict[str, Any]) -> int:
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        async with self._session.post(url, json=payload) as r:
+            return int(r.status)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class Alerts:
+    def __init__(
+        self,
+        config: Config,
+        db: Database,
+        *,
+        now: Callable[[], _dt.datetime],
+        webhooks: Webhooks | None = None,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.now = now
+        self.webhooks: Webhooks = webhooks or HttpWebhooks()
+        #: deliveries still running
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._fired: set[tuple[str, _dt.datetime, float]] = set()
+
+    async def check(self, b: Budget, ps: _dt.datetime, spent: float) -> None:
+        """Fire the thresholds ``spent`` reached that no instance fired yet this period."""
+        if not b.alert_thresholds:
+            return
+        pct = (spent / b.limit_usd * 100.0) if b.limit_usd > 0 else (100.0 if spent > 0 else 0.0)
+        for t in sorted(b.alert_thresholds):
+            if pct + EPS < t:
+                break
+            mark = (b.id, ps, float(t))
+            if mark in self._fired:
+                continue
+            try:
+                async with self.db.tx() as conn:
+                    res = await conn.execute(
+                        insert_ignore(conn, schema.alerts_fired).values(
+                            budget_id=b.id, period_start=ps, threshold=float(t), fired_at=self.now()
+                        )
+                    )
+            except Exception as e:
+                log.warning("could not record a budget alert: %s", e)
+                continue
+            self._fired.add(mark)
+            if res.rowcount == 1:
+                self._fire(b, ps, float(t), spent, pct)
+
+    def _fire(self, b: Budget, ps: _dt.datetime, t: float, spent: float, pct: float) -> None:
+        payload = {
+            "event": "budget_alert",
+            "type": "critical" if t >= 90 else "warning",
+            "budget_id": b.id,
+            "scope": b.scope,
+            "target": b.target,
+            "period": b.period,
+            "period_start": ps.isoformat(),
+            "threshold": t,
+            "limit_usd": b.limit_usd,
+            "spent_usd": spent,
+            "usage_percentage": round(pct, 4),
+            "message": f"{b.describe()} has reached {pct:.1f}% (threshold {t:g}%) of "
+            f"${b.limit_usd:.2f}",
+        }
+        budget_log.warning(payload["message"], extra={"budget_alert": payload})
+        url = b.webhook or self.config.accounting.alert_webhook
+        if url:
+            task = asyncio.create_task(self._deliver(url, payload))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _deliver(self, url: str, payload: dict[str, Any]) -> None:
+        try:
+            status = await self.webhooks.post(url, payload)
+        except Exception as e:
+            log.warning("budget alert webhook %s failed: %s", url, e)
+            return
+        if status >= 400:
+            log.warning("budget alert webhook %s answered %d", url, status)
+
+    async def drain(self) -> None:
+        """Wait for every delivery started so far."""
+        if self.tasks:
+            await asyncio.gather(*list(self.tasks))
+
+    async def close(self) -> None:
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=CLOSE_WAIT)
+        await self.webhooks.close()

@@ -1,0 +1,156 @@
+"""Who is calling: static keys, virtual keys (cached), the admin key, the model allow-list, and
+the provider credentials stored encrypted.
+
+A secret is looked up by its HMAC under the store's pepper, never in clear. Static keys are
+compared in constant time whichever matches; virtual keys are cached for
+``auth.key_cache_ttl`` seconds (a refusal for at most 5 s), so another process revoking a key
+takes effect here within the TTL, and at once when this process's admin API revoked it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fnmatch
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+from dragoman.accounting.types import KeyInfo
+from dragoman.config import Config
+from dragoman.errors import PermissionDeniedError
+from dragoman.store.keys import KeyRepo
+from dragoman.store.secrets import hash_secret
+
+#: above this many cached lookups the cache starts over (bounded memory under a key scan)
+CACHE_MAX = 100_000
+#: longest a refusal (unknown, revoked) is cached, whatever the TTL
+REFUSAL_TTL = 5.0
+
+
+def _key_from_row(r: Any) -> KeyInfo:
+    return KeyInfo(
+        id=r.id,
+        alias=r.alias,
+        team=r.team,
+        owner=r.owner,
+        allowed_models=json.loads(r.allowed_models) if r.allowed_models else None,
+        metadata=json.loads(r.meta or "{}"),
+        is_static=False,
+        budget_usd=r.budget_usd,
+        budget_period=r.budget_period or "total",
+        expires_at=r.expires_at,
+    )
+
+
+def _static_keys(pepper: bytes, secrets: list[str]) -> list[tuple[str, KeyInfo]]:
+    out = []
+    for i, secret in enumerate(secrets):
+        info = KeyInfo(
+            id=f"static-{hash_secret(b'dragoman static key id', secret)[:12]}",
+            alias=f"static-{i + 1}",
+            team=None,
+            owner=None,
+            allowed_models=None,
+            metadata={},
+            is_static=True,
+            budget_usd=None,
+        )
+        out.append((hash_secret(pepper, secret), info))
+    return out
+
+
+class Keyring:
+    """Key and credential look-ups, with their caches. ``repo`` is None when the store is off
+    (static keys only, no credentials)."""
+
+    def __init__(
+        self,
+        config: Config,
+        pepper: bytes,
+        repo: KeyRepo | None,
+        *,
+        clock: Callable[[], float],
+        now: Callable[[], _dt.datetime],
+    ) -> None:
+        self.config = config
+        self.pepper = pepper
+        self.repo = repo
+        #: monotonic seconds for the caches' TTLs
+        self.clock = clock
+        #: naive UTC wall clock for key expiry
+        self.now = now
+        self._static = _static_keys(pepper, config.auth.keys)
+        self._cache: dict[str, tuple[KeyInfo | None, float]] = {}
+        self._creds: dict[str, tuple[str, float]] = {}
+
+    def admin_ok(self, secret: str | None) -> bool:
+        admin = self.config.auth.admin_key
+        if not admin or not secret:
+            return False
+        return hmac.compare_digest(secret.encode(), admin.encode())
+
+    async def authenticate(self, secret: str) -> KeyInfo | None:
+        """The key a secret belongs to; None when unknown, revoked or expired."""
+        if not secret:
+            return None
+        h = hash_secret(self.pepper, secret)
+        found: KeyInfo | None = None
+        for sh, sinfo in self._static:  # no early exit: the time does not depend on which key
+            if hmac.compare_digest(sh, h):
+                found = sinfo
+        if found is not None:
+            return found
+        now = self.clock()
+        hit = self._cache.get(h)
+        info: KeyInfo | None
+        if hit is not None and hit[1] > now:
+            info = hit[0]
+        else:
+            if self.repo is None:
+                return None
+            row = await self.repo.lookup(h)
+            info = None
+            if row is not None and row.revoked_at is None:
+                info = _key_from_row(row)
+            ttl = self.config.auth.key_cache_ttl
+            if len(self._cache) > CACHE_MAX:
+                self._cache.clear()
+            self._cache[h] = (info, now + (ttl if info is not None else min(ttl, REFUSAL_TTL)))
+        if info is not None and info.expires_at is not None and info.expires_at <= self.now():
+            return None
+        return info
+
+    def invalidate(self) -> None:
+        """Forget every cached key (after this process changed or revoked one)."""
+        self._cache.clear()
+
+    @staticmethod
+    def check_model_allowed(key: KeyInfo | None, model: str) -> None:
+        """403 unless the key may use ``model`` (exact names or shell patterns)."""
+        if key is None or key.allowed_models is None:
+            return
+        for pat in key.allowed_models:
+            if pat == model or fnmatch.fnmatchcase(model, pat):
+                return
+        who = key.alias or key.id
+        raise PermissionDeniedError(
+            f"key {who!r} may not use model {model!r}", code="model_not_allowed"
+        )
+
+    async def credential(self, name: str) -> str | None:
+        """A stored provider key, decrypted (cached like keys)."""
+        now = self.clock()
+        hit = self._creds.get(name)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        if self.repo is None:
+            return None
+        value = await self.repo.get_credential(name)
+        if value is not None:
+            self._creds[name] = (value, now + self.config.auth.key_cache_ttl)
+        return value
+
+    def forget_credential(self, name: str) -> None:
+        """Drop a cached credential (after this process replaced or deleted it)."""
+        self._creds.pop(name, None)

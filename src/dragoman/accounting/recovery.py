@@ -1,0 +1,237 @@
+"""Crash recovery: a process that dies with holds pending must not keep their reservations.
+
+Each Accountant registers in ``instances`` under an id naming its host, pid namespace and pid,
+and heartbeats. Pending ledger rows whose owner is dead (same host and pid namespace: the pid is
+gone or a zombie; elsewhere: no heartbeat for ``STALE_AFTER`` s) are cancelled with reason
+``crash_recovery`` and their reservations released, at start and every ``SWEEP_EVERY`` s. A late
+confirm of such a hold still charges the work done (``late_confirm``, see ``ledger.py``);
+docs/accounting.md, "Exactly once, and after a crash".
+
+The maintenance loop here also runs the other periodic chores (reload budgets, retry unsettled
+holds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as _dt
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+
+from sqlalchemy import delete, func, select, update
+
+from dragoman.accounting.ledger import parse_refs, release
+from dragoman.store import schema
+from dragoman.store.db import Database
+
+log = logging.getLogger("dragoman.accounting")
+
+#: seconds without a heartbeat after which another host's process counts as dead
+STALE_AFTER = 60.0
+HEARTBEAT_EVERY = 10.0
+#: the maintenance loop's tick: budgets reloaded, unsettled holds retried
+CHORES_EVERY = 5.0
+SWEEP_EVERY = 30.0
+
+HOST = socket.gethostname()
+
+
+def _pidns() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "-"
+
+
+PIDNS = _pidns()
+#: instance ids of the Accountants alive in this process (their pid is ours: alive either way)
+LIVE: set[str] = set()
+
+
+def new_instance_id() -> str:
+    return f"{HOST}|{PIDNS}|{os.getpid()}|{uuid.uuid4().hex[:12]}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this pid namespace runs (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+class Recovery:
+    def __init__(self, db: Database, instance_id: str, *, now: Callable[[], _dt.datetime]) -> None:
+        self.db = db
+        self.instance_id = instance_id
+        self.now = now
+        #: pending holds of dead processes cancelled by this instance so far
+        self.recovered = 0
+        #: the maintenance loop, once started
+        self.task: asyncio.Task[None] | None = None
+
+    # ---- the instance registry -----------------------------------------------------------
+    async def register(self) -> None:
+        now = self.now()
+        async with self.db.tx() as conn:
+            await conn.execute(
+                schema.instances.insert().values(
+                    id=self.instance_id, started_at=now, heartbeat_at=now
+                )
+            )
+
+    async def heartbeat(self) -> None:
+        inst = schema.instances
+        async with self.db.tx() as conn:
+            res = await conn.execute(
+                update(inst).where(inst.c.id == self.instance_id).values(heartbeat_at=self.now())
+            )
+            if res.rowcount == 0:  # swept as dead while we were stalled: register again
+                await conn.execute(
+                    inst.insert().values(
+                        id=self.instance_id, started_at=self.now(), heartbeat_at=self.now()
+                    )
+                )
+
+    async def unregister(self) -> None:
+        LIVE.discard(self.instance_id)
+        with contextlib.suppress(Exception):
+            async with self.db.tx() as conn:
+                await conn.execute(
+                    delete(schema.instances).where(schema.instances.c.id == self.instance_id)
+                )
+
+    def is_dead(self, owner: str | None, heartbeats: dict[str, _dt.datetime]) -> bool:
+        if owner is None:
+            return True
+        if owner == self.instance_id:
+            return False
+        parts = owner.split("|")
+        if len(parts) == 4 and parts[0] == HOST and parts[1] == PIDNS:
+            try:
+                pid = int(parts[2])
+            except ValueError:
+                return True
+            if pid == os.getpid():
+                return owner not in LIVE
+            return not pid_alive(pid)
+        hb = heartbeats.get(owner)
+        return hb is None or (self.now() - hb).total_seconds() > STALE_AFTER
+
+    # ---- recovery ------------------------------------------------------------------------
+    async def recover(self, at_start: bool) -> int:
+        """Cancel pending holds of dead processes (reason "crash_recovery"); returns how many."""
+        L, C = schema.ledger, schema.budget_counters
+        async with self.db.connect() as conn:
+            heartbeats = {
+                r.id: r.heartbeat_at
+                for r in await conn.execute(
+                    select(schema.instances.c.id, schema.instances.c.heartbeat_at)
+                )
+            }
+            owners = [
+                r[0]
+                for r in await conn.execute(
+                    select(L.c.owner).where(L.c.status == "pending").distinct()
+                )
+            ]
+        dead = [o for o in owners if self.is_dead(o, heartbeats)]
+        n = 0
+        for owner in dead:
+            async with self.db.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(L.c.id, L.c.amount_held, L.c.budget_refs).where(
+                            L.c.status == "pending",
+                            L.c.owner.is_(None) if owner is None else L.c.owner == owner,
+                        )
+                    )
+                ).all()
+            for r in rows:
+                async with self.db.tx() as conn:
+                    res = await conn.execute(
+                        update(L)
+                        .where(L.c.id == r.id, L.c.status == "pending")
+                        .values(
+                            status="cancelled",
+                            resolved_at=self.now(),
+                            reason="crash_recovery",
+                            amount_final=0.0,
+                        )
+                    )
+                    if res.rowcount != 1:
+                        continue
+                    for bid, ps in parse_refs(r.budget_refs):
+                        await conn.execute(
+                            update(C)
+                            .where(C.c.budget_id == bid, C.c.period_start == ps)
+                            .values(reserved=release(C.c.reserved, float(r.amount_held)))
+                        )
+                n += 1
+        dead_instances = [
+            i for i in heartbeats if i != self.instance_id and self.is_dead(i, heartbeats)
+        ]
+        async with self.db.tx() as conn:
+            if dead_instances:
+                await conn.execute(
+                    delete(schema.instances).where(schema.instances.c.id.in_(dead_instances))
+                )
+            if at_start and len(heartbeats) - len(dead_instances) <= 1:
+                # no other live process: nothing may be reserved but our (zero) holds; repair drift
+                pending = (
+                    await conn.execute(
+                        select(func.count()).select_from(L).where(L.c.status == "pending")
+                    )
+                ).scalar_one()
+                if pending == 0:
+                    await conn.execute(update(C).where(C.c.reserved != 0).values(reserved=0.0))
+        if n:
+            log.warning(
+                "crash recovery: cancelled %d pending hold(s) of %d dead process(es)", n, len(dead)
+            )
+        self.recovered += n
+        return n
+
+    # ---- the maintenance loop ------------------------------------------------------------
+    def start(self, chores: Sequence[Callable[[], Awaitable[object]]]) -> None:
+        """Run ``chores`` every ``CHORES_EVERY`` s, heartbeat and sweep for dead processes."""
+        LIVE.add(self.instance_id)
+        self.task = asyncio.create_task(self._maintain(chores), name="dragoman-accounting")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    async def _maintain(self, chores: Sequence[Callable[[], Awaitable[object]]]) -> None:
+        last_hb = last_sweep = time.monotonic()
+        while True:
+            await asyncio.sleep(CHORES_EVERY)
+            try:
+                now = time.monotonic()
+                if now - last_hb >= HEARTBEAT_EVERY:
+                    last_hb = now
+                    await self.heartbeat()
+                for chore in chores:
+                    await chore()
+                if now - last_sweep >= SWEEP_EVERY:
+                    last_sweep = now
+                    await self.recover(at_start=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("accounting maintenance failed: %s", e)
