@@ -418,14 +418,17 @@ class RedisState(State):
             fn(key_id)
 
     def _key_version_seen(self, v: int, key_id: str | None) -> None:
+        """A key change numbered ``v`` (a message), or the current number (``key_id`` None: a
+        poll). The next number names its key; a jump or a poll that finds a change means a
+        message was lost: every key is forgotten."""
         known = self._key_version
-        if known is not None and v <= known:
-            return
         self._key_version = v
-        if known is None and key_id is None:
-            return  # first look: nothing to forget yet
-        # a message skipped (v jumped by more than one): anything may have changed
-        self._tell_keys(key_id if known is not None and v == known + 1 else None)
+        if known is None or v == known:
+            return
+        if key_id is not None and v < known:
+            self._key_version = known  # an old message that a poll already accounted for
+            return
+        self._tell_keys(key_id if key_id is not None and v == known + 1 else None)
 
     # -- the change listener -----------------------------------------------------------------
 
@@ -456,6 +459,9 @@ class RedisState(State):
                     await ps.aclose()
 
     async def _catch_up(self) -> None:
+        if self._key_version is not None:  # a reconnect: changes may have been missed
+            self._key_version = None
+            self._tell_keys(None)
         cooling = await self._cooling_script(args=[self._now_arg(), self.prefix])
         now_cooling = {cooling[a].decode(): cooling[a + 1] / US for a in range(0, len(cooling), 2)}
         for name in list(self._health):
