@@ -27,7 +27,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from . import scripts
 from .base import (
@@ -199,7 +199,8 @@ class RedisState(State):
         return time.monotonic() >= self._down_until
 
     def _failed(self, op: str, err: BaseException) -> None:
-        self._down_until = time.monotonic() + self.retry_interval
+        if not isinstance(err, ResponseError):  # an answer (OOM, a script error) is no outage
+            self._down_until = time.monotonic() + self.retry_interval
         self._outage.failed(op, err)
 
     # -- rate limits -------------------------------------------------------------------------
