@@ -222,6 +222,61 @@ class AccountingConfig(_Strict):
     alert_webhook: str | None = None
 
 
+class StateConfig(_Strict):
+    """Where counters shared by gateway processes live (docs/limits.md)."""
+
+    #: ``redis://host:port/db`` (or ``rediss://``); unset: this process's memory, which is
+    #: only right for one process (``dragoman serve --workers N`` refuses N > 1 without it)
+    url: str | None = None
+    #: when the state cannot be reached: ``open`` admits requests without checking limits (a
+    #: warning is logged, ``dragoman_state_errors_total`` counts), ``closed`` refuses them
+    on_error: Literal["open", "closed"] = "open"
+    #: prefix of every Redis key and channel (gateways sharing a prefix share their limits)
+    prefix: str = "dragoman:"
+    #: seconds a state call may take before it counts as an outage
+    timeout: float = Field(default=0.5, gt=0)
+    #: seconds a concurrency lease outlives a process that died holding it
+    lease_ttl: float = Field(default=30.0, gt=0)
+
+
+class LimitConfig(_Strict):
+    """A rate limit (docs/limits.md): ``rpm`` requests and ``tpm`` tokens in any 60 seconds,
+    ``concurrency`` requests at once (streams until they end)."""
+
+    scope: Literal["key", "team", "model", "global", "sender"]
+    #: key alias or id, team, model (after aliases and rules), SyftBox sender; unset: each one
+    #: (a targeted limit overrides the untargeted one of its scope, dimension by dimension)
+    target: str | None = None
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    concurrency: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _says_something(self) -> LimitConfig:
+        if self.rpm is None and self.tpm is None and self.concurrency is None:
+            raise ValueError("give at least one of rpm, tpm, concurrency")
+        if self.scope == "global" and self.target is not None:
+            raise ValueError("a global limit has no target")
+        return self
+
+
+class CacheConfig(_Strict):
+    """The response cache (docs/limits.md): exact match on the normalised request."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    #: Redis for the cache alone; unset with ``backend: redis``: the ``state.url`` Redis
+    url: str | None = None
+    #: seconds an answer stays cached
+    ttl: float = Field(default=3600.0, gt=0)
+    #: answers larger than this (stored form) are not cached
+    max_entry_bytes: int = Field(default=1024 * 1024, ge=1)
+    #: ``backend: memory``: total size kept (least recently used answers go first)
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    #: who shares an answer: ``key`` (only the key that asked), ``team``, or ``all`` callers.
+    #: ``key`` by default: a hit says someone sent this exact request before
+    scope: Literal["key", "team", "all"] = "key"
+
+
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
@@ -232,6 +287,11 @@ class Config(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     accounting: AccountingConfig = Field(default_factory=AccountingConfig)
+    #: shared counters (limits, health, key changes, cache): memory, or Redis for many processes
+    state: StateConfig = Field(default_factory=StateConfig)
+    limits: list[LimitConfig] = Field(default_factory=list)
+    #: unset: no response cache
+    cache: CacheConfig | None = None
     #: where this config came from (for messages); not a YAML key
     source: str = Field(default="<dict>", exclude=True)
 
@@ -268,9 +328,25 @@ class Config(_Strict):
         for i, r in enumerate(self.routing.rules):
             if r.model not in self.models:
                 errs.append(f"routing.rules.{i}.model: unknown model {r.model!r}")
+        errs += self._limits_and_cache()
         if errs:
             raise ValueError("; ".join(errs))
         return self
+
+    def _limits_and_cache(self) -> list[str]:
+        errs: list[str] = []
+        seen: dict[tuple[str, str | None], int] = {}
+        for i, lim in enumerate(self.limits):
+            where = (lim.scope, lim.target)
+            if where in seen:
+                what = f"{lim.scope} {lim.target!r}" if lim.target else f"every {lim.scope}"
+                errs.append(f"limits.{i}: a second limit for {what} (limits.{seen[where]})")
+            seen.setdefault(where, i)
+            if lim.scope == "model" and lim.target and lim.target not in self.models:
+                errs.append(f"limits.{i}.target: unknown model {lim.target!r}")
+        if self.cache and self.cache.backend == "redis" and not (self.cache.url or self.state.url):
+            errs.append("cache.backend: redis needs cache.url or state.url")
+        return errs
 
 
 # --------------------------------------------------------------------------------------------
