@@ -222,6 +222,41 @@ class AccountingConfig(_Strict):
     alert_webhook: str | None = None
 
 
+class SyftBoxAccountingConfig(_Strict):
+    """The router owner's account at the SyftBox accounting service (HTTP Basic)."""
+
+    url: str = Field(min_length=1)
+    #: must be the SyftBox email: callers' transaction tokens name the datasite as recipient
+    email: str = Field(min_length=1)
+    password: str = Field(min_length=1)
+
+
+class SyftBoxConfig(_Strict):
+    """Publish the models as a SyftBox router (docs/syftbox.md); needs ``dragoman[syftbox]``."""
+
+    #: SyftBox client config (email, data_dir); None: ``SYFTBOX_CLIENT_CONFIG_PATH``, then
+    #: ``~/.syftbox/config.json``
+    client_config: str | None = None
+    #: serves ``app_data/routers/<app_name>/rpc/{chat,completions,ping}`` (the seed's form) and
+    #: ``app_data/<app_name>/rpc/{chat,health}`` (syft-hub's form)
+    app_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    #: accounting credits charged per ``/chat``; 0 = no accounting
+    price_per_request: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    #: None: ``~/.syftbox/accounting-config.json`` (``{"url", "email", "password"}``)
+    accounting: SyftBoxAccountingConfig | None = None
+    #: requests handled at once
+    workers: int = Field(default=8, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _extra_installed(self) -> SyftBoxConfig:
+        from .syftbox import INSTALL, missing_libraries
+
+        missing = missing_libraries()
+        if missing:
+            raise ValueError(f"needs {', '.join(missing)}: {INSTALL}")
+        return self
+
+
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
@@ -232,6 +267,8 @@ class Config(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     accounting: AccountingConfig = Field(default_factory=AccountingConfig)
+    #: serve the models over SyftBox file RPC too (docs/syftbox.md)
+    syftbox: SyftBoxConfig | None = None
     #: where this config came from (for messages); not a YAML key
     source: str = Field(default="<dict>", exclude=True)
 
