@@ -16,7 +16,8 @@ rely on (docs/syftbox.md, "Accounting"):
   (credentials), 403 (not yours), 404 (unknown), 409 (exists, token used, not pending).
 
 Every call is recorded in ``calls`` as ``(method, path, json body)``; ``fail(path, status)``
-makes the next call to ``path`` fail (``body=None``: a non-JSON body, as a proxy would send).
+makes the next call to ``path`` fail (``body=None``: a non-JSON body, as a proxy would send);
+``delays[path] = seconds`` makes every call to ``path`` wait before it is handled.
 
     with FakeAccounting() as acct:
         admin = AdminClient(url=acct.url, key=acct.admin_key)
@@ -24,6 +25,7 @@ makes the next call to ``path`` fail (``body=None``: a non-JSON body, as a proxy
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -119,6 +121,7 @@ class FakeAccounting:
         self.used_tokens: set[str] = set()
         self.calls: list[tuple[str, str, Any]] = []
         self._failures: dict[str, deque[tuple[int, Any]]] = {}
+        self.delays: dict[str, float] = {}
         self._server: Any = None
         self._url: str | None = None
 
@@ -131,6 +134,7 @@ class FakeAccounting:
             self.used_tokens.clear()
             self.calls.clear()
             self._failures.clear()
+            self.delays.clear()
 
     def fail(self, path: str, status: int = 503, body: Any = None, times: int = 1) -> None:
         """The next ``times`` calls to ``path`` answer ``status`` (``body=None``: not JSON)."""
@@ -220,6 +224,8 @@ class FakeAccounting:
             self.calls.append((request.method, request.path, body))
             queued = self._failures.get(request.path)
             failure = queued.popleft() if queued else None
+        if self.delays.get(request.path):
+            await asyncio.sleep(self.delays[request.path])
         if failure is not None:
             status, fbody = failure
             if fbody is None:

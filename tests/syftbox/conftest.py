@@ -116,12 +116,19 @@ else:
 
     @pytest.fixture
     def make_router(config: dict[str, Any]) -> Iterator[Callable[..., RouterUnderTest]]:
-        """``make_router(start=True, **syftbox overrides)``; every router is closed after."""
+        """``make_router(start=True, config_=None, service=None, **syftbox overrides)``
+        (``service``: keyword arguments of ``SyftBoxService``); every router is closed after."""
         made: list[RouterUnderTest] = []
 
-        def make(*, start: bool = True, config_: dict[str, Any] | None = None, **over: Any):
+        def make(
+            *,
+            start: bool = True,
+            config_: dict[str, Any] | None = None,
+            service: dict[str, Any] | None = None,
+            **over: Any,
+        ) -> RouterUnderTest:
             cfg = config_ or {**config, "syftbox": {**config["syftbox"], **over}}
-            r = RouterUnderTest(cfg)
+            r = RouterUnderTest(cfg, **(service or {}))
             made.append(r)
             return r.start() if start else r
 

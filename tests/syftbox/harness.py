@@ -77,7 +77,9 @@ class RecordingSeam:
 class RouterUnderTest:
     """``SyftBoxService`` over ``dragoman.Gateway``, on an event loop of its own thread."""
 
-    def __init__(self, config: dict[str, Any], *, rescan_interval: float = 0.2) -> None:
+    def __init__(
+        self, config: dict[str, Any], *, rescan_interval: float = 0.2, **service_kw: Any
+    ) -> None:
         self.config = load_config_dict(config)
         self.rescan_interval = rescan_interval
         self.loop = asyncio.new_event_loop()
@@ -87,7 +89,7 @@ class RouterUnderTest:
         self.seam = RecordingSeam(GatewaySeam(self.gateway))
         assert self.config.syftbox is not None
         self.service = SyftBoxService(
-            self.config.syftbox, self.seam, rescan_interval=rescan_interval
+            self.config.syftbox, self.seam, rescan_interval=rescan_interval, **service_kw
         )
         self._closed = False
 

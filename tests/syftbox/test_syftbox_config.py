@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -154,3 +158,32 @@ def test_publish_needs_a_syftbox_section(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["syftbox", "publish", "--config", str(path)])
     assert r.exit_code == 1
     assert r.output == f"Error: {path}: no syftbox: section (docs/syftbox.md)\n"
+
+
+def test_dragoman_syftbox_serve(config: dict[str, Any], root: Path, alice: Any) -> None:
+    """The command as a user runs it: serves until SIGTERM, then stops promptly."""
+    path = root / "dragoman.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dragoman", "syftbox", "serve", "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HOME": str(root)},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line == (
+            f"dragoman serving SyftBox apps {LEGACY} and {APP} as {ROUTER} ({root / 'SyftBox'})\n"
+        ), proc.stderr.read() if proc.stderr else ""
+        r = call(alice, LEGACY, "ping")
+        assert (r.status_code, r.body) == (200, b"pong")
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - t < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -169,6 +169,28 @@ def test_stop_within_a_second_cancels_the_payment(
     assert later.resolve() is None
 
 
+def test_a_payment_being_confirmed_at_stop_gets_its_answer(
+    router: RouterUnderTest,
+    alice: Client,
+    accounting: FakeAccounting,
+    upstream: FakeAnthropic,
+    pay: Callable[..., str],
+) -> None:
+    """Once the payment is being confirmed the caller is owed the answer: the stop does not
+    interrupt it (and does not wait for it either)."""
+    accounting.delays["/transaction/confirm"] = 1.0
+    upstream.enqueue(Reply(content="worth it"))
+    fut = send(alice, LEGACY, "chat", paid_chat(pay()))
+    wait_until(lambda: "/transaction/confirm" in accounting.paths(), what="the confirmation")
+    assert router.stop() < 1.0
+    r = fut.wait(timeout=5, poll_interval=0.005)
+    assert (r.status_code, r.json()["message"]["content"]) == (200, "worth it")
+    (tx,) = accounting.transactions.values()
+    assert tx.status == "COMPLETED"
+    assert "/transaction/cancel" not in accounting.paths()
+    assert (accounting.balance(ALICE), accounting.balance(ROUTER)) == (9.9, 0.1)
+
+
 def test_work_stops_at_the_request_expiry(
     router: RouterUnderTest,
     alice: Client,
@@ -185,3 +207,15 @@ def test_work_stops_at_the_request_expiry(
     assert tx.status == "CANCELLED"
     assert "/transaction/confirm" not in accounting.paths()
     assert accounting.balance(ALICE) == 10.0
+
+
+def test_a_request_file_too_large_is_refused_unread(
+    make_router: Callable[..., RouterUnderTest], alice: Client, upstream: FakeAnthropic
+) -> None:
+    make_router(service={"max_body_bytes": 3000})  # the file may hold 3000 * 4/3 + 64 KiB
+    big = {"model": "claude", "prompt": "word " * 20_000}
+    r = call(alice, LEGACY, "completions", big)
+    assert r.status_code == 413
+    assert r.text().startswith("Request too large: ")
+    assert r.text().endswith(f" bytes (the limit is {3000 * 4 // 3 + 64 * 1024})")
+    assert upstream.requests_to("/v1/messages") == []

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from ..config import ConfigError, SyftBoxAccountingConfig, SyftBoxConfig
 from ..errors import BudgetExceededError, ServerError
+from .blocking import run_blocking
 
 log = logging.getLogger("dragoman.syftbox")
 
@@ -119,7 +120,7 @@ class Accounting:
         return client
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        return await run_blocking(self._executor, fn)
 
     async def check(self) -> None:
         """Log in once (start-up): wrong credentials are a ``ConfigError``, an unreachable

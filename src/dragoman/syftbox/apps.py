@@ -16,8 +16,8 @@ confirmed after it answered, cancelled when it did not (``accounting.py``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -170,13 +170,8 @@ class Router:
         except BaseException:
             await acct.cancel(tx)
             raise
-        confirm = asyncio.ensure_future(acct.confirm(tx))
         try:
-            await asyncio.shield(confirm)
-        except asyncio.CancelledError:
-            # the confirmation is under way and completes on its own: never cancel after it
-            confirm.add_done_callback(_quiet)
-            raise
+            await _uninterrupted(acct.confirm(tx))
         except DragomanError:
             # not confirmed (refused, or the service is down): no charge, and no answer either
             await acct.cancel(tx)
@@ -255,7 +250,18 @@ class Router:
         return _json(reply, camel=True)
 
 
-def _quiet(fut: asyncio.Future[Any]) -> None:
-    """Retrieve a background future's error (it was logged where it happened)."""
-    with contextlib.suppress(BaseException):
-        fut.result()
+async def _uninterrupted(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` to its end even if this task is cancelled meanwhile (a stop, an expiry):
+    once the payment is being confirmed, the caller is owed the answer, so the cancellation is
+    withdrawn and the answer goes out."""
+    fut = asyncio.ensure_future(coro)
+    while True:
+        try:
+            await asyncio.shield(fut)
+            return
+        except asyncio.CancelledError:
+            if fut.cancelled():
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()

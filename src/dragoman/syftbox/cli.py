@@ -81,7 +81,12 @@ async def _serve(cfg: Config) -> None:
 
     assert cfg.syftbox is not None
     gateway = Gateway(cfg)
-    service = SyftBoxService(cfg.syftbox, GatewaySeam(gateway), source=cfg.source)
+    service = SyftBoxService(
+        cfg.syftbox,
+        GatewaySeam(gateway),
+        source=cfg.source,
+        max_body_bytes=cfg.server.max_body_bytes,
+    )
     try:
         await service.start()
         client = service.client

@@ -24,6 +24,13 @@ REQUEST = ".request"
 RESPONSE = ".response"
 
 
+class TooLarge(Exception):
+    """The request file is bigger than the router takes (its size is checked before reading)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"Request too large: {size} bytes (the limit is {limit})")
+
+
 class NotReady(Exception):
     """The request file exists but does not parse (yet): a writer may still be at work."""
 
@@ -46,9 +53,13 @@ def answered(path: Path) -> bool:
     return path.with_suffix(RESPONSE).exists()
 
 
-def read_request(path: Path) -> SyftRequest | None:
-    """The request in ``path``; None when it is gone; ``NotReady`` when it does not parse."""
+def read_request(path: Path, limit: int) -> SyftRequest | None:
+    """The request in ``path``; None when it is gone; ``NotReady`` when it does not parse;
+    ``TooLarge`` when it has more than ``limit`` bytes (work stays bounded)."""
     try:
+        size = path.stat().st_size
+        if size > limit:
+            raise TooLarge(size, limit)
         data = path.read_bytes()
     except FileNotFoundError:
         return None

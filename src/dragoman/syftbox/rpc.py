@@ -37,6 +37,7 @@ from syft_event import SyftEvents
 from syft_rpc.protocol import SyftRequest
 
 from . import files
+from .blocking import pool, run_blocking
 
 log = logging.getLogger("dragoman.syftbox")
 
@@ -48,9 +49,9 @@ INTERNAL = "Internal server error. Please try again later."
 STOPPING = "The router is shutting down; send the request again."
 
 
-def pool(workers: int) -> ThreadPoolExecutor:
-    """Threads for ``workers`` requests' blocking calls (one at a time each), and a few spare."""
-    return ThreadPoolExecutor(workers + 4, thread_name_prefix="dragoman-syftbox")
+def file_limit(max_body_bytes: int) -> int:
+    """The largest request file for a body of ``max_body_bytes`` (base64 inside JSON)."""
+    return max_body_bytes * 4 // 3 + 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +110,14 @@ class RpcServer:
         rescan_interval: float = 2.0,
         stop_grace: float = 0.3,
         executor: ThreadPoolExecutor | None = None,
+        max_request_bytes: int = file_limit(32 * 1024 * 1024),
     ) -> None:
         self.client = client
         self.apps = apps
         self.read_grace = read_grace
         self.rescan_interval = rescan_interval
         self.stop_grace = stop_grace
+        self.max_request_bytes = max_request_bytes
         #: file I/O (and, shared, the accounting SDK's blocking calls): see ``run``
         self._own_executor = executor is None
         self.executor = executor or pool(workers)
@@ -135,8 +138,7 @@ class RpcServer:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the thread pool (never a blocking call on the loop)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args))
+        return await run_blocking(self.executor, fn, *args)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -225,17 +227,20 @@ class RpcServer:
                 self._queued.discard(task)
                 self._running.add(task)
                 try:
-                    await self._handle(app, path)
+                    got = await self._handle(app, path)
                 except asyncio.CancelledError:
-                    if self._stopping:
+                    if self._stopping:  # no answer was ready: tell the caller to come back
                         with contextlib.suppress(Exception):
                             await asyncio.wait_for(
-                                self.run(self._reply_file, app, path, app.error(503, STOPPING)),
-                                0.2,
+                                self.run(self._reply_file, path, app.error(503, STOPPING)), 0.2
                             )
                     raise
                 finally:
                     self._running.discard(task)
+            if got is not None:  # an answer is ready: written whatever happens meanwhile
+                req, answer = got
+                write = functools.partial(self._reply_file, path, answer, req)
+                await asyncio.shield(self.run(write))
         except Exception:
             log.exception("syftbox: %s failed", path)
         finally:
@@ -243,11 +248,16 @@ class RpcServer:
             if again and not self._stopping:
                 self._submit(app, path)
 
-    def _reply_file(self, app: App, path: Path, answer: Answer) -> None:
-        """Answer a request without its parsed form (blocking)."""
+    def _reply_file(self, path: Path, answer: Answer, req: SyftRequest | None = None) -> None:
+        """Write ``answer`` next to the request, unless it is answered already (blocking)."""
         if not files.answered(path):
             files.reply(
-                path, self.client, body=answer.body, status=answer.status, headers=answer.headers
+                path,
+                self.client,
+                body=answer.body,
+                status=answer.status,
+                headers=answer.headers,
+                request=req,
             )
 
     async def _read(self, path: Path) -> SyftRequest | files.NotReady | None:
@@ -256,35 +266,25 @@ class RpcServer:
         deadline = loop.time() + self.read_grace
         while True:
             try:
-                return await self.run(files.read_request, path)
+                return await self.run(files.read_request, path, self.max_request_bytes)
             except files.NotReady as e:
                 if loop.time() >= deadline:
                     return e
                 await asyncio.sleep(0.01)
 
-    async def _handle(self, app: App, path: Path) -> None:
+    async def _handle(self, app: App, path: Path) -> tuple[SyftRequest | None, Answer] | None:
+        """The request and its answer (None: nothing to answer)."""
         if await self.run(files.answered, path):
-            return
-        got = await self._read(path)
+            return None
+        try:
+            got = await self._read(path)
+        except files.TooLarge as e:
+            return None, app.error(413, str(e))
         if got is None:  # gone: the caller gave up
-            return
+            return None
         if isinstance(got, files.NotReady):
-            answer = app.error(400, f"Error loading request: {got.error!r}")
-            await self.run(self._reply_file, app, path, answer)
-            return
-        req = got
-        answer = await self._answer(app, path, req)
-        await self.run(
-            functools.partial(
-                files.reply,
-                path,
-                self.client,
-                body=answer.body,
-                status=answer.status,
-                headers=answer.headers,
-                request=req,
-            )
-        )
+            return None, app.error(400, f"Error loading request: {got.error!r}")
+        return got, await self._answer(app, path, got)
 
     async def _answer(self, app: App, path: Path, req: SyftRequest) -> Answer:
         if req.id != files.request_id(path):

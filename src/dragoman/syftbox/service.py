@@ -25,7 +25,8 @@ from syft_core import Client  # noqa: E402
 
 from .accounting import Accounting, credentials  # noqa: E402
 from .apps import Router  # noqa: E402
-from .rpc import RpcServer, pool  # noqa: E402
+from .blocking import pool  # noqa: E402
+from .rpc import RpcServer, file_limit  # noqa: E402
 from .seam import Gateway  # noqa: E402
 
 log = logging.getLogger("dragoman.syftbox")
@@ -61,6 +62,7 @@ class SyftBoxService:
         client: Client | None = None,
         read_grace: float = 1.0,
         rescan_interval: float = 2.0,
+        max_body_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.config = config
         self.gateway = gateway
@@ -68,6 +70,8 @@ class SyftBoxService:
         self.client = client
         self.read_grace = read_grace
         self.rescan_interval = rescan_interval
+        #: as ``server.max_body_bytes``: a request file may hold a body this big, base64-encoded
+        self.max_body_bytes = max_body_bytes
         self.server: RpcServer | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -109,6 +113,7 @@ class SyftBoxService:
                 read_grace=self.read_grace,
                 rescan_interval=self.rescan_interval,
                 executor=executor,
+                max_request_bytes=file_limit(self.max_body_bytes),
             )
             await self.server.start()
         except BaseException:
