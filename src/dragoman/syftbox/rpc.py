@@ -16,7 +16,9 @@ instead, which
 * answers at start the requests written while it was down, and looks again every
   ``rescan_interval`` seconds (a watcher can miss a file, e.g. on inotify overflow);
 * stops within a second: requests being served get 503 (their payment is cancelled by their
-  handler), requests still queued are left for the next start.
+  handler), requests still queued are left for the next start; an answer that is ready (a
+  payment confirmed) is written even after the stop;
+* answers 413, unread, a request file bigger than ``max_request_bytes``.
 """
 
 from __future__ import annotations
