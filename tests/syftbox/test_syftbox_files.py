@@ -169,6 +169,28 @@ def test_stop_within_a_second_cancels_the_payment(
     assert later.resolve() is None
 
 
+def test_a_payment_created_after_the_stop_is_cancelled(
+    router: RouterUnderTest,
+    alice: Client,
+    accounting: FakeAccounting,
+    upstream: FakeAnthropic,
+    pay: Callable[..., str],
+) -> None:
+    """The stop comes while the service is still creating the transaction: the request is
+    answered 503 at once, and the transaction is cancelled as soon as it exists."""
+    accounting.delays["/transaction/create"] = 1.0
+    fut = send(alice, LEGACY, "chat", paid_chat(pay()))
+    wait_until(lambda: "/transaction/create" in accounting.paths(), what="the creation")
+    assert router.stop() < 1.0
+    r = fut.wait(timeout=5, poll_interval=0.005)
+    assert r.status_code == 503
+    wait_until(lambda: "/transaction/cancel" in accounting.paths(), what="the cancellation")
+    (tx,) = accounting.transactions.values()
+    assert tx.status == "CANCELLED"
+    assert accounting.balance(ALICE) == 10.0
+    assert upstream.requests_to("/v1/messages") == []
+
+
 def test_a_payment_being_confirmed_at_stop_gets_its_answer(
     router: RouterUnderTest,
     alice: Client,

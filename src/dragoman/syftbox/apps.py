@@ -126,6 +126,8 @@ class Router:
         self._chat_model: type[ChatRequest] | type[FreeChatRequest] = (
             ChatRequest if price > 0 else FreeChatRequest
         )
+        #: cancellations of transactions created after their request was abandoned
+        self._background: set[asyncio.Task[None]] = set()
 
     def apps(self) -> list[App]:
         legacy = App(
@@ -158,9 +160,16 @@ class Router:
             raise PaymentError(
                 f"a transaction token is needed: this router charges {self.price:g} per request"
             )
-        tx = await acct.create(
-            payer=caller.payer, token=token, amount=self.price, endpoint=caller.endpoint
+        creating = asyncio.ensure_future(
+            acct.create(
+                payer=caller.payer, token=token, amount=self.price, endpoint=caller.endpoint
+            )
         )
+        try:
+            tx = await asyncio.shield(creating)
+        except asyncio.CancelledError:  # the service may still create it: cancel it then
+            creating.add_done_callback(self._cancel_created)
+            raise
         caller = dataclasses.replace(caller, transaction_id=tx, transaction_token=token)
         try:
             result = await self.gateway.chat(body, caller)
@@ -177,6 +186,13 @@ class Router:
             await acct.cancel(tx)
             raise
         return result, self.price
+
+    def _cancel_created(self, creating: asyncio.Future[str]) -> None:
+        if creating.cancelled() or creating.exception() is not None or self.accounting is None:
+            return
+        task = asyncio.ensure_future(self.accounting.cancel(creating.result()))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- legacy app ------------------------------------------------------------------------
 
