@@ -195,33 +195,6 @@ class RoutingConfig(_Strict):
     rules: list[RouteRule] = Field(default_factory=list)
 
 
-class StoreConfig(_Strict):
-    url: str = "sqlite:///dragoman.db"
-    auto_upgrade: bool = True
-    #: usage rows are written in batches: flush at this size or after this many seconds
-    batch_size: int = 200
-    flush_interval: float = 1.0
-    queue_size: int = 10000
-    enabled: bool = True
-
-
-class BudgetConfig(_Strict):
-    scope: Literal["key", "team", "model", "provider", "global"] = "global"
-    #: key id/alias, team, model or provider name (not for global)
-    target: str | None = None
-    period: Literal["daily", "weekly", "monthly", "yearly", "total"] = "monthly"
-    limit_usd: float
-    alert_thresholds: list[float] = Field(default_factory=lambda: [50.0, 80.0, 95.0])
-    webhook: str | None = None
-
-
-class AccountingConfig(_Strict):
-    #: config prices override the shipped table, per model name
-    prices: dict[str, Prices] = Field(default_factory=dict)
-    budgets: list[BudgetConfig] = Field(default_factory=list)
-    alert_webhook: str | None = None
-
-
 class SyftBoxAccountingConfig(_Strict):
     """The router owner's account at the SyftBox accounting service (HTTP Basic)."""
 
@@ -257,6 +230,33 @@ class SyftBoxConfig(_Strict):
         return self
 
 
+class StoreConfig(_Strict):
+    url: str = "sqlite:///dragoman.db"
+    auto_upgrade: bool = True
+    #: usage rows are written in batches: flush at this size or after this many seconds
+    batch_size: int = 200
+    flush_interval: float = 1.0
+    queue_size: int = 10000
+    enabled: bool = True
+
+
+class BudgetConfig(_Strict):
+    scope: Literal["key", "team", "model", "provider", "global"] = "global"
+    #: key id/alias, team, model or provider name (not for global)
+    target: str | None = None
+    period: Literal["daily", "weekly", "monthly", "yearly", "total"] = "monthly"
+    limit_usd: float
+    alert_thresholds: list[float] = Field(default_factory=lambda: [50.0, 80.0, 95.0])
+    webhook: str | None = None
+
+
+class AccountingConfig(_Strict):
+    #: config prices override the shipped table, per model name
+    prices: dict[str, Prices] = Field(default_factory=dict)
+    budgets: list[BudgetConfig] = Field(default_factory=list)
+    alert_webhook: str | None = None
+
+
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
@@ -265,10 +265,10 @@ class Config(_Strict):
     aliases: dict[str, str] = Field(default_factory=dict)
     default_model: str | None = None
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
-    store: StoreConfig = Field(default_factory=StoreConfig)
-    accounting: AccountingConfig = Field(default_factory=AccountingConfig)
     #: serve the models over SyftBox file RPC too (docs/syftbox.md)
     syftbox: SyftBoxConfig | None = None
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    accounting: AccountingConfig = Field(default_factory=AccountingConfig)
     #: where this config came from (for messages); not a YAML key
     source: str = Field(default="<dict>", exclude=True)
 
