@@ -1,8 +1,9 @@
 """Suite-wide rules: no silent skips in CI, reproducible Hypothesis runs there.
 
-* ``CI=true`` (``.ci/run`` sets it): a test marked ``postgres``, ``redis``, ``claude_code`` or
-  ``codex`` that skips (the service or the CLI is not there) is reported as a *failure*: CI
-  provides them, so a skip means the run did not test what it claims to.
+* ``CI=true`` (``.ci/run`` sets it): a test marked ``postgres``, ``redis``, ``claude_code``,
+  ``codex`` or ``syftbox`` that skips (the service, the CLI or the ``dragoman[syftbox]`` extra is
+  not there) is reported as a *failure*: CI provides them, so a skip means the run did not test
+  what it claims to.
 * Hypothesis: the ``ci`` profile (``derandomize=True``: the same examples on every run, so a
   failure reproduces; ``print_blob=True``: a failure prints the blob that replays it;
   ``deadline=None``: a busy CI machine is not a bug) is loaded when ``CI=true``. Elsewhere
@@ -22,7 +23,7 @@ pytest_plugins = ["pytester"]  # tests/test_ci_rules.py runs small suites under 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 #: tests that need a service or a tool CI provides: there, they must run rather than skip
-NEEDS_CI_SERVICE = ("postgres", "redis", "claude_code", "codex")
+NEEDS_CI_SERVICE = ("postgres", "redis", "claude_code", "codex", "syftbox")
 
 settings.register_profile("ci", derandomize=True, print_blob=True, deadline=None)
 if IN_CI:
@@ -42,5 +43,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     rep.outcome = "failed"
     rep.longrepr = (
         f"skipped under CI=true, where {' and '.join(needs)} must be available: {why}\n"
-        "(.ci/run starts PostgreSQL and Redis and installs the pinned CLIs; see its output)"
+        "(.ci/run starts PostgreSQL and Redis, installs the pinned CLIs and the syftbox extra; "
+        "see its output)"
     )

@@ -304,3 +304,12 @@ def _register_store_commands() -> None:
 
 
 _register_store_commands()
+
+
+def _register_syftbox_commands() -> None:
+    from .syftbox.cli import syftbox  # click only: the SyftBox libraries load when a command runs
+
+    main.add_command(syftbox)
+
+
+_register_syftbox_commands()

@@ -195,6 +195,41 @@ class RoutingConfig(_Strict):
     rules: list[RouteRule] = Field(default_factory=list)
 
 
+class SyftBoxAccountingConfig(_Strict):
+    """The router owner's account at the SyftBox accounting service (HTTP Basic)."""
+
+    url: str = Field(min_length=1)
+    #: must be the SyftBox email: callers' transaction tokens name the datasite as recipient
+    email: str = Field(min_length=1)
+    password: str = Field(min_length=1)
+
+
+class SyftBoxConfig(_Strict):
+    """Publish the models as a SyftBox router (docs/syftbox.md); needs ``dragoman[syftbox]``."""
+
+    #: SyftBox client config (email, data_dir); None: ``SYFTBOX_CLIENT_CONFIG_PATH``, then
+    #: ``~/.syftbox/config.json``
+    client_config: str | None = None
+    #: serves ``app_data/routers/<app_name>/rpc/{chat,completions,ping}`` (the seed's form) and
+    #: ``app_data/<app_name>/rpc/{chat,health}`` (syft-hub's form)
+    app_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    #: accounting credits charged per ``/chat``; 0 = no accounting
+    price_per_request: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    #: None: ``~/.syftbox/accounting-config.json`` (``{"url", "email", "password"}``)
+    accounting: SyftBoxAccountingConfig | None = None
+    #: requests handled at once
+    workers: int = Field(default=8, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _extra_installed(self) -> SyftBoxConfig:
+        from .syftbox import INSTALL, missing_libraries
+
+        missing = missing_libraries()
+        if missing:
+            raise ValueError(f"needs {', '.join(missing)}: {INSTALL}")
+        return self
+
+
 class StoreConfig(_Strict):
     url: str = "sqlite:///dragoman.db"
     auto_upgrade: bool = True
@@ -285,6 +320,8 @@ class Config(_Strict):
     aliases: dict[str, str] = Field(default_factory=dict)
     default_model: str | None = None
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    #: serve the models over SyftBox file RPC too (docs/syftbox.md)
+    syftbox: SyftBoxConfig | None = None
     store: StoreConfig = Field(default_factory=StoreConfig)
     accounting: AccountingConfig = Field(default_factory=AccountingConfig)
     #: shared counters (limits, health, key changes, cache): memory, or Redis for many processes
