@@ -90,8 +90,11 @@ def codex_model_entry(
         "supported_reasoning_levels": [
             {"effort": lv, "description": REASONING_LEVELS[lv]} for lv in levels
         ],
+        # Codex then sends ``reasoning.summary: "auto"`` and shows the reasoning the front
+        # streams as summary parts (without it, as raw reasoning text Codex hides)
         "supports_reasoning_summaries": bool(levels),
-        "default_reasoning_summary": "none",
+        "supports_reasoning_summary_parameter": bool(levels),
+        "default_reasoning_summary": "auto" if levels else "none",
         "shell_type": "shell_command",
         "apply_patch_tool_type": "freeform",
         "visibility": "list",
