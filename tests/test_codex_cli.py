@@ -53,8 +53,9 @@ def test_codex_decodes_the_catalog_dragoman_serves(tmp_path: Path) -> None:
     seen: list[dict[str, Any]] = []
 
     async def models(request: web.Request) -> web.Response:
-        seen.append({"path": request.path, "query": dict(request.query),
-                     "headers": dict(request.headers)})
+        seen.append(
+            {"path": request.path, "query": dict(request.query), "headers": dict(request.headers)}
+        )
         return web.json_response(CATALOG)
 
     app = web.Application()
@@ -62,14 +63,19 @@ def test_codex_decodes_the_catalog_dragoman_serves(tmp_path: Path) -> None:
     with ServerThread(app) as srv:
         home = tmp_path / "codex"
         write_config(home, srv.url, model=MODEL, env_key=KEY_ENV)
-        run = run_codex(home, tmp_path / "w", ["debug", "models"], env={KEY_ENV: "dg-key"},
-                        timeout=60)
+        run = run_codex(
+            home, tmp_path / "w", ["debug", "models"], env={KEY_ENV: "dg-key"}, timeout=60
+        )
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)["models"]
     assert [(m["slug"], m["apply_patch_tool_type"], m["context_window"]) for m in got] == [
-        (MODEL, "freeform", 32768)]
+        (MODEL, "freeform", 32768)
+    ]
     assert [lv["effort"] for lv in got[0]["supported_reasoning_levels"]] == [
-        "low", "medium", "high"]
+        "low",
+        "medium",
+        "high",
+    ]
     req = seen[0]
     assert req["path"] == "/v1/models" and req["query"] == {"client_version": PINNED}
     assert req["headers"]["Authorization"] == "Bearer dg-key"
@@ -79,17 +85,18 @@ def test_codex_decodes_the_catalog_dragoman_serves(tmp_path: Path) -> None:
 def test_codex_exec_shell_command_and_apply_patch(fake: FakeOpenAI, tmp_path: Path) -> None:
     fake.reset()
     fake.enqueue(
-        ResponsesReply(output=[
-            r_reasoning(summary="I will write the file first."),
-            r_call("exec_command", {"cmd": "printf hi > out.txt && echo wrote"}, "call_sh"),
-        ]),
+        ResponsesReply(
+            output=[
+                r_reasoning(summary="I will write the file first."),
+                r_call("exec_command", {"cmd": "printf hi > out.txt && echo wrote"}, "call_sh"),
+            ]
+        ),
         ResponsesReply(output=[r_custom("apply_patch", PATCH, "call_patch")]),
         ResponsesReply(output=[r_message("All done.")]),
     )
     home, work = tmp_path / "codex", tmp_path / "work"
     write_config(home, fake.url, model=MODEL, env_key=KEY_ENV, catalog=CATALOG)
-    run = codex_exec(home, work, "Create out.txt and hello.txt",
-                     env={KEY_ENV: fake.api_key or ""})
+    run = codex_exec(home, work, "Create out.txt and hello.txt", env={KEY_ENV: fake.api_key or ""})
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip().endswith("All done."), run.stdout
     assert (work / "out.txt").read_text() == "hi"
@@ -119,7 +126,8 @@ def test_codex_exec_shell_command_and_apply_patch(fake: FakeOpenAI, tmp_path: Pa
 
     rs = items(second, "reasoning")
     assert len(rs) == 1 and rs[0]["summary"] == [
-        {"type": "summary_text", "text": "I will write the file first."}]
+        {"type": "summary_text", "text": "I will write the file first."}
+    ]
     assert fake.responses_state.trusted(rs[0]["encrypted_content"])  # sent back untouched
     (call,) = items(second, "function_call")
     assert call["call_id"] == "call_sh" and call["name"] == "exec_command"
@@ -130,3 +138,102 @@ def test_codex_exec_shell_command_and_apply_patch(fake: FakeOpenAI, tmp_path: Pa
     (patch_out,) = items(third, "custom_tool_call_output")
     assert patch_out["call_id"] == "call_patch"
     assert "hello.txt" in json.dumps(patch_out["output"])
+
+
+# ------------------------------------------------- Codex on dragoman's Responses translators
+
+BRIDGE_MODEL = "deepseek-v4"
+
+
+class TranslatorGateway:
+    """A stand-in for the Responses front before it is wired into the pipeline: each
+    ``POST /v1/responses`` goes through ``responses_to_chat``; the Chat request is recorded and
+    answered with the next scripted list of Chat chunks (what an upstream would stream), turned
+    into Responses events by ``ChatToResponsesStream``. Only the pure translators are involved."""
+
+    def __init__(self, script: list[list[dict[str, Any]]]) -> None:
+        self.script = script
+        self.chat_requests: list[dict[str, Any]] = []
+        self.raw: list[bytes] = []
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        from tests.translate.responses_helpers import SEALER
+
+        from dragoman.translate.responses import ChatToResponsesStream, responses_to_chat
+
+        chat, ctx = responses_to_chat(await request.json(), sealer=SEALER)
+        self.chat_requests.append(chat)
+        chunks = self.script[len(self.chat_requests) - 1]
+        m = ChatToResponsesStream(ctx)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        raw = m.start()
+        for c in chunks:
+            raw += m.feed(c)
+        raw += m.finish()
+        self.raw.append(raw)
+        await resp.write(raw)
+        await resp.write_eof()
+        return resp
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/responses", self.responses)
+        return app
+
+
+def test_codex_on_the_responses_translators(tmp_path: Path) -> None:
+    from tests.conformance.responses_sse_checks import check_responses_sse
+    from tests.translate.responses_helpers import delta, finish, tool, usage
+
+    wrapped = json.dumps({"patch": "```diff\n" + PATCH + "```"})  # how models wrap a patch
+    gw = TranslatorGateway(
+        [
+            [
+                delta(role="assistant", reasoning_content="Plan: write "),
+                delta(reasoning_content="out.txt."),
+                delta(content="Running it."),
+                tool(0, "call_1", "exec_command", '{"cmd": "printf hi'),
+                tool(0, args=' > out.txt"}'),
+                finish("tool_calls"),
+                usage(1200, 40),
+            ],
+            [
+                tool(0, "call_2", "apply_patch", wrapped[:25]),
+                tool(0, args=wrapped[25:]),
+                finish("tool_calls"),
+                usage(1300, 60),
+            ],
+            [delta(content="Finished."), finish(), usage(1400, 5)],
+        ]
+    )
+    catalog = codex_catalog(
+        [CodexModel(BRIDGE_MODEL, context_window=65536, reasoning_levels=("low", "high"))]
+    )
+    with ServerThread(gw.app()) as srv:
+        home, work = tmp_path / "codex", tmp_path / "work"
+        write_config(home, srv.url, model=BRIDGE_MODEL, env_key=KEY_ENV, catalog=catalog)
+        run = codex_exec(home, work, "Write out.txt, then hello.txt", env={KEY_ENV: "k"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().endswith("Finished."), run.stdout
+    assert (work / "out.txt").read_text() == "hi"
+    assert (work / "hello.txt").read_text() == "hello from a patch\n"
+    for raw in gw.raw:
+        check_responses_sse(raw)
+    first, second, third = gw.chat_requests
+    assert first["reasoning_effort"] == "high"  # the catalog's default: between low and high
+    # turn 2: Codex sent the reasoning item back; its sealed content opened, the text returned
+    a = second["messages"][-2]
+    assert a["role"] == "assistant" and a["content"] == "Running it."
+    assert a["reasoning_content"] == "Plan: write out.txt."
+    assert a["tool_calls"][0]["function"] == {
+        "name": "exec_command",
+        "arguments": '{"cmd": "printf hi > out.txt"}',
+    }
+    assert second["messages"][-1]["role"] == "tool"
+    assert second["messages"][-1]["tool_call_id"] == "call_1"
+    # turn 3: the unwrapped patch went to Codex as raw input, and comes back in the function form
+    call = third["messages"][-2]["tool_calls"][0]
+    assert call["id"] == "call_2"
+    assert json.loads(call["function"]["arguments"]) == {"input": PATCH.rstrip("\n")}
+    assert "A hello.txt" in third["messages"][-1]["content"]

@@ -40,7 +40,12 @@ def test_another_key_or_purpose_does_not_open(other: Sealer) -> None:
 @pytest.mark.parametrize(
     "token",
     [
-        None, 42, "", "dgs1.", "dgs1.@@@@", "dgs1.AAAA",
+        None,
+        42,
+        "",
+        "dgs1.",
+        "dgs1.@@@@",
+        "dgs1.AAAA",
         "gAAAAABnZXJhdGVkLWJ5LW9wZW5haS1mZXJuZXQ=",  # OpenAI's encrypted_content (Fernet)
         "dgs1." + "A" * 100,
     ],

@@ -64,7 +64,11 @@ class Sealer:
 
     @classmethod
     def from_master(
-        cls, master: str | None = None, purpose: str = REASONING, *, env: Mapping[str, str] | None = None
+        cls,
+        master: str | None = None,
+        purpose: str = REASONING,
+        *,
+        env: Mapping[str, str] | None = None,
     ) -> Sealer:
         """The sealer for ``purpose`` under the master key (``DRAGOMAN_MASTER_KEY`` when
         ``master`` is None). Without one, a random key for this process only, with a warning:

@@ -143,8 +143,7 @@ def _check_added(it: dict[str, Any], where: str) -> None:
 
 def _check_done(o: _Item, it: dict[str, Any], where: str) -> None:
     assert it.get("id") == o.id and it.get("type") == o.type, (
-        f"{where}: done item {it.get('type')}/{it.get('id')} is not the open "
-        f"{o.type}/{o.id}"
+        f"{where}: done item {it.get('type')}/{it.get('id')} is not the open {o.type}/{o.id}"
     )
     assert o.open_part is None, f"{where}: item done while part {o.open_part} is open"
     t = o.type
@@ -228,8 +227,11 @@ def check_responses_sse(
                 ended = True
                 out.terminal = t
                 out.response = r
-                status = {"response.completed": "completed", "response.incomplete": "incomplete",
-                          "response.failed": "failed"}[t]
+                status = {
+                    "response.completed": "completed",
+                    "response.incomplete": "incomplete",
+                    "response.failed": "failed",
+                }[t]
                 assert r.get("status") == status, f"{where}: status {r.get('status')!r}"
                 assert not open_items, f"{where}: items still open: {open_items}"
                 assert r.get("output") == out.items, (
@@ -312,7 +314,9 @@ def _part_start(o: _Item, kind: str, index_key: str, ev: dict[str, Any], where: 
     o.buf = ""
 
 
-def _part_delta(o: _Item, kind: str, pt: str, index_key: str, ev: dict[str, Any], where: str) -> None:
+def _part_delta(
+    o: _Item, kind: str, pt: str, index_key: str, ev: dict[str, Any], where: str
+) -> None:
     op = o.open_part
     assert op is not None and op[0] == kind and op[2] == pt, f"{where}: no open {pt} part ({op})"
     assert ev.get(index_key) == op[1], f"{where}: {index_key} {ev.get(index_key)} != {op[1]}"
@@ -321,8 +325,9 @@ def _part_delta(o: _Item, kind: str, pt: str, index_key: str, ev: dict[str, Any]
     o.buf += d
 
 
-def _part_text_done(o: _Item, kind: str, pt: str, index_key: str, key: str, ev: dict[str, Any],
-                    where: str) -> None:
+def _part_text_done(
+    o: _Item, kind: str, pt: str, index_key: str, key: str, ev: dict[str, Any], where: str
+) -> None:
     op = o.open_part
     assert op is not None and op[0] == kind and op[2] == pt, f"{where}: no open {pt} part"
     assert ev.get(index_key) == op[1], f"{where}: {index_key} mismatch"

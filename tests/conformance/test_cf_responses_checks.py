@@ -10,24 +10,58 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from tests.conformance.responses_sse_checks import check_responses_sse, validate_with_sdk
 
 RID = "resp_abc"
-BASE = {"id": RID, "object": "response", "created_at": 1, "status": "in_progress",
-        "model": "m", "output": [], "usage": None, "error": None, "incomplete_details": None,
-        "tools": [], "tool_choice": "auto", "parallel_tool_calls": True}
-MSG = {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
-       "content": [{"type": "output_text", "text": "Hi", "annotations": []}]}
-FC = {"id": "fc_1", "type": "function_call", "status": "completed", "call_id": "call_1",
-      "name": "f", "arguments": '{"a": 1}'}
-CTC = {"id": "ctc_1", "type": "custom_tool_call", "call_id": "call_2", "name": "apply_patch",
-       "input": "*** Begin Patch\n*** End Patch"}
-RS = {"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": "why"}],
-      "encrypted_content": "blob"}
-USAGE = {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-         "output_tokens": 3,
-         "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 8}
+BASE = {
+    "id": RID,
+    "object": "response",
+    "created_at": 1,
+    "status": "in_progress",
+    "model": "m",
+    "output": [],
+    "usage": None,
+    "error": None,
+    "incomplete_details": None,
+    "tools": [],
+    "tool_choice": "auto",
+    "parallel_tool_calls": True,
+}
+MSG = {
+    "id": "msg_1",
+    "type": "message",
+    "status": "completed",
+    "role": "assistant",
+    "content": [{"type": "output_text", "text": "Hi", "annotations": []}],
+}
+FC = {
+    "id": "fc_1",
+    "type": "function_call",
+    "status": "completed",
+    "call_id": "call_1",
+    "name": "f",
+    "arguments": '{"a": 1}',
+}
+CTC = {
+    "id": "ctc_1",
+    "type": "custom_tool_call",
+    "call_id": "call_2",
+    "name": "apply_patch",
+    "input": "*** Begin Patch\n*** End Patch",
+}
+RS = {
+    "id": "rs_1",
+    "type": "reasoning",
+    "summary": [{"type": "summary_text", "text": "why"}],
+    "encrypted_content": "blob",
+}
+USAGE = {
+    "input_tokens": 5,
+    "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+    "output_tokens": 3,
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 8,
+}
 
 
 def valid() -> list[dict[str, Any]]:
@@ -39,31 +73,70 @@ def valid() -> list[dict[str, Any]]:
     return [
         {"type": "response.created", "response": BASE},
         {"type": "response.in_progress", "response": BASE},
-        {"type": "response.output_item.added", "output_index": 0,
-         "item": {"id": "rs_1", "type": "reasoning", "summary": []}},
-        {"type": "response.reasoning_summary_part.added", **ref0, "summary_index": 0,
-         "part": {"type": "summary_text", "text": ""}},
-        {"type": "response.reasoning_summary_text.delta", **ref0, "summary_index": 0,
-         "delta": "why"},
-        {"type": "response.reasoning_summary_text.done", **ref0, "summary_index": 0,
-         "text": "why"},
-        {"type": "response.reasoning_summary_part.done", **ref0, "summary_index": 0,
-         "part": {"type": "summary_text", "text": "why"}},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {"id": "rs_1", "type": "reasoning", "summary": []},
+        },
+        {
+            "type": "response.reasoning_summary_part.added",
+            **ref0,
+            "summary_index": 0,
+            "part": {"type": "summary_text", "text": ""},
+        },
+        {
+            "type": "response.reasoning_summary_text.delta",
+            **ref0,
+            "summary_index": 0,
+            "delta": "why",
+        },
+        {"type": "response.reasoning_summary_text.done", **ref0, "summary_index": 0, "text": "why"},
+        {
+            "type": "response.reasoning_summary_part.done",
+            **ref0,
+            "summary_index": 0,
+            "part": {"type": "summary_text", "text": "why"},
+        },
         {"type": "response.output_item.done", "output_index": 0, "item": RS},
-        {"type": "response.output_item.added", "output_index": 1,
-         "item": {**MSG, "status": "in_progress", "content": []}},
+        {
+            "type": "response.output_item.added",
+            "output_index": 1,
+            "item": {**MSG, "status": "in_progress", "content": []},
+        },
         {"type": "response.content_part.added", **ref1, "content_index": 0, "part": part},
-        {"type": "response.output_text.delta", **ref1, "content_index": 0, "delta": "H",
-         "logprobs": []},
-        {"type": "response.output_text.delta", **ref1, "content_index": 0, "delta": "i",
-         "logprobs": []},
-        {"type": "response.output_text.done", **ref1, "content_index": 0, "text": "Hi",
-         "logprobs": []},
-        {"type": "response.content_part.done", **ref1, "content_index": 0,
-         "part": {**part, "text": "Hi"}},
+        {
+            "type": "response.output_text.delta",
+            **ref1,
+            "content_index": 0,
+            "delta": "H",
+            "logprobs": [],
+        },
+        {
+            "type": "response.output_text.delta",
+            **ref1,
+            "content_index": 0,
+            "delta": "i",
+            "logprobs": [],
+        },
+        {
+            "type": "response.output_text.done",
+            **ref1,
+            "content_index": 0,
+            "text": "Hi",
+            "logprobs": [],
+        },
+        {
+            "type": "response.content_part.done",
+            **ref1,
+            "content_index": 0,
+            "part": {**part, "text": "Hi"},
+        },
         {"type": "response.output_item.done", "output_index": 1, "item": MSG},
-        {"type": "response.output_item.added", "output_index": 2,
-         "item": {**FC, "status": "in_progress", "arguments": ""}},
+        {
+            "type": "response.output_item.added",
+            "output_index": 2,
+            "item": {**FC, "status": "in_progress", "arguments": ""},
+        },
         {"type": "response.function_call_arguments.delta", **ref2, "delta": '{"a": '},
         {"type": "response.function_call_arguments.delta", **ref2, "delta": "1}"},
         {"type": "response.function_call_arguments.done", **ref2, "arguments": '{"a": 1}'},
@@ -72,8 +145,15 @@ def valid() -> list[dict[str, Any]]:
         {"type": "response.custom_tool_call_input.delta", **ref3, "delta": CTC["input"]},
         {"type": "response.custom_tool_call_input.done", **ref3, "input": CTC["input"]},
         {"type": "response.output_item.done", "output_index": 3, "item": CTC},
-        {"type": "response.completed", "response": {
-            **BASE, "status": "completed", "output": [RS, MSG, FC, CTC], "usage": USAGE}},
+        {
+            "type": "response.completed",
+            "response": {
+                **BASE,
+                "status": "completed",
+                "output": [RS, MSG, FC, CTC],
+                "usage": USAGE,
+            },
+        },
     ]
 
 
@@ -130,8 +210,10 @@ MUTATIONS: dict[str, tuple[Callable[[list[dict[str, Any]]], None], str]] = {
     "delta for another item": (_set(10, item_id="msg_x"), "item_id"),
     "delta before part": (_drop(9), "no open output_text part"),
     "text done differs": (_set(12, text="Ho"), "!= deltas"),
-    "part done differs": (_set(13, part={"type": "output_text", "text": "H", "annotations": []}),
-                          "part text"),
+    "part done differs": (
+        _set(13, part={"type": "output_text", "text": "H", "annotations": []}),
+        "part text",
+    ),
     "message content differs": (_set(14, item={**MSG, "content": []}), "content"),
     "arguments done differs": (_set(18, arguments="{}"), "!= deltas"),
     "no arguments done": (_drop(18), "no function_call_arguments.done"),
@@ -143,13 +225,22 @@ MUTATIONS: dict[str, tuple[Callable[[list[dict[str, Any]]], None], str]] = {
     "usage total wrong": (_terminal(usage={**USAGE, "total_tokens": 9}), "usage"),
     "completed without usage": (_terminal(usage=None), "usage"),
     "status wrong": (_terminal(status="in_progress"), "status"),
-    "interleaved items": (lambda e: e.insert(9, {"type": "response.output_item.added",
-                                                 "output_index": 2, "item": {**FC, "arguments": "",
-                                                                             "status": "in_progress"}}),
-                          "still open"),
+    "interleaved items": (
+        lambda e: e.insert(
+            9,
+            {
+                "type": "response.output_item.added",
+                "output_index": 2,
+                "item": {**FC, "arguments": "", "status": "in_progress"},
+            },
+        ),
+        "still open",
+    ),
     "summary differs": (_set(7, item={**RS, "summary": []}), "summary"),
-    "part added non-empty": (_set(9, part={"type": "output_text", "text": "x",
-                                           "annotations": []}), "non-empty"),
+    "part added non-empty": (
+        _set(9, part={"type": "output_text", "text": "x", "annotations": []}),
+        "non-empty",
+    ),
 }
 
 
@@ -168,7 +259,7 @@ def test_sequence_numbers_event_names_and_done_marker() -> None:
     with pytest.raises(AssertionError, match="sequence_number"):
         check_responses_sse(raw)
     raw = encode(evs).replace(b"event: response.in_progress", b"event: response.created", 1)
-    with pytest.raises(AssertionError, match="data.type"):
+    with pytest.raises(AssertionError, match=r"data\.type"):
         check_responses_sse(raw)
     with pytest.raises(AssertionError, match=r"\[DONE\]"):
         check_responses_sse(encode(evs) + b"data: [DONE]\n\n")
@@ -178,16 +269,24 @@ def test_sequence_numbers_event_names_and_done_marker() -> None:
 
 def test_failed_and_incomplete_terminals() -> None:
     head = valid()[:2]
-    failed = {"type": "response.failed", "response": {
-        **BASE, "status": "failed", "error": {"code": "server_error", "message": "x"}}}
+    failed = {
+        "type": "response.failed",
+        "response": {**BASE, "status": "failed", "error": {"code": "server_error", "message": "x"}},
+    }
     assert check_responses_sse(encode([*head, failed])).terminal == "response.failed"
     bad = copy.deepcopy(failed)
     bad["response"]["error"] = None
     with pytest.raises(AssertionError, match="failed without error"):
         check_responses_sse(encode([*head, bad]))
-    inc = {"type": "response.incomplete", "response": {
-        **BASE, "status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"},
-        "usage": USAGE}}
+    inc = {
+        "type": "response.incomplete",
+        "response": {
+            **BASE,
+            "status": "incomplete",
+            "incomplete_details": {"reason": "max_output_tokens"},
+            "usage": USAGE,
+        },
+    }
     assert check_responses_sse(encode([*head, inc])).terminal == "response.incomplete"
     inc["response"]["incomplete_details"] = {"reason": "tired"}
     with pytest.raises(AssertionError, match="incomplete_details"):

@@ -39,8 +39,16 @@ from aiohttp import web
 
 from . import openai_upstream as ou
 from . import tokens
-from .common import RECORDED, CutMode, RawStream, RecordedRequest, StreamPlan, replay_raw
-from .common import split_text, write_stream
+from .common import (
+    RECORDED,
+    CutMode,
+    RawStream,
+    RecordedRequest,
+    StreamPlan,
+    replay_raw,
+    split_text,
+    write_stream,
+)
 
 if TYPE_CHECKING:
     from .openai_upstream import FakeOpenAI
@@ -49,12 +57,43 @@ if TYPE_CHECKING:
 SERVES_RESPONSES = frozenset({"openai", "vllm", "ollama", "sglang", "deepseek"})
 
 RESPONSES_PARAMS = frozenset(
-    "access_programs background background_options client_metadata context_management "
-    "conversation image include input instructions max_output_tokens max_tool_calls metadata "
-    "model moderation parallel_tool_calls previous_response_id prompt prompt_cache_key "
-    "prompt_cache_options prompt_cache_retention reasoning safety_identifier service_tier store "
-    "stream stream_options temperature text tool_choice tools top_logprobs top_p truncation "
-    "user".split()
+    {
+        "access_programs",
+        "background",
+        "background_options",
+        "client_metadata",
+        "context_management",
+        "conversation",
+        "image",
+        "include",
+        "input",
+        "instructions",
+        "max_output_tokens",
+        "max_tool_calls",
+        "metadata",
+        "model",
+        "moderation",
+        "parallel_tool_calls",
+        "previous_response_id",
+        "prompt",
+        "prompt_cache_key",
+        "prompt_cache_options",
+        "prompt_cache_retention",
+        "reasoning",
+        "safety_identifier",
+        "service_tier",
+        "store",
+        "stream",
+        "stream_options",
+        "temperature",
+        "text",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+        "top_p",
+        "truncation",
+        "user",
+    }
 )
 _CALLS = {"function_call": "function call", "custom_tool_call": "custom tool call"}
 _OUTPUTS = {"function_call_output", "custom_tool_call_output"}
@@ -146,7 +185,8 @@ def from_chat_reply(reply: ou.ChatReply) -> ResponsesReply:
     return ResponsesReply(
         output=out,
         status=status,
-        incomplete_reason="content_filter" if reply.finish_reason == "content_filter"
+        incomplete_reason="content_filter"
+        if reply.finish_reason == "content_filter"
         else "max_output_tokens",
         usage=reply.usage,
         model=reply.model,
@@ -164,8 +204,9 @@ def from_chat_reply(reply: ou.ChatReply) -> ResponsesReply:
 # ----------------------------------------------------------------------------- validation
 
 
-def _err(message: str, *, param: str | None = None, code: str | None = None,
-         status: int = 400) -> ou.OpenAIError:
+def _err(
+    message: str, *, param: str | None = None, code: str | None = None, status: int = 400
+) -> ou.OpenAIError:
     return ou.OpenAIError(message, status, type="invalid_request_error", param=param, code=code)
 
 
@@ -177,49 +218,66 @@ def _validate(fake: FakeOpenAI, body: dict[str, Any], rec: RecordedRequest) -> N
     openai = fake.base == "openai"
     unknown = [k for k in body if k not in RESPONSES_PARAMS]
     if unknown and openai:
-        raise _err(f"Unknown parameter: '{unknown[0]}'.", param=unknown[0],
-                   code="unknown_parameter")
+        raise _err(
+            f"Unknown parameter: '{unknown[0]}'.", param=unknown[0], code="unknown_parameter"
+        )
     if unknown:
         rec.notes.append(f"ignored fields: {sorted(unknown)}")
     if not isinstance(body.get("model"), str) or not body["model"]:
-        raise _err("Missing required parameter: 'model'.", param="model",
-                   code="missing_required_parameter")
+        raise _err(
+            "Missing required parameter: 'model'.", param="model", code="missing_required_parameter"
+        )
     fake._check_model(body["model"])
     prev = body.get("previous_response_id")
     if prev is not None and prev not in fake.responses_state.stored:
-        raise _err(f"Previous response with id '{prev}' not found.",
-                   param="previous_response_id", code="previous_response_not_found")
+        raise _err(
+            f"Previous response with id '{prev}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
     inp = body.get("input")
     if inp is None or isinstance(inp, str):
         return
     if not isinstance(inp, list):
-        raise _err("Invalid type for 'input': expected one of a string or array of input items.",
-                   param="input", code="invalid_type")
+        raise _err(
+            "Invalid type for 'input': expected one of a string or array of input items.",
+            param="input",
+            code="invalid_type",
+        )
     calls: dict[str, str] = {}
     answered: set[str] = set()
     for i, it in enumerate(inp):
         if not isinstance(it, dict):
-            raise _err(f"Invalid type for 'input[{i}]': expected an object.",
-                       param=f"input[{i}]", code="invalid_type")
+            raise _err(
+                f"Invalid type for 'input[{i}]': expected an object.",
+                param=f"input[{i}]",
+                code="invalid_type",
+            )
         t = it.get("type", "message" if "role" in it else None)
         if t in _CALLS:
             calls[str(it.get("call_id"))] = t
         elif t in _OUTPUTS:
             cid = str(it.get("call_id"))
             if cid not in calls:
-                raise _err(f"No tool call found for function call output with call_id {cid}.",
-                           param="input")
+                raise _err(
+                    f"No tool call found for function call output with call_id {cid}.",
+                    param="input",
+                )
             answered.add(cid)
         elif t == "reasoning" and openai:
             blob = it.get("encrypted_content")
             if isinstance(blob, str) and not fake.responses_state.trusted(blob):
-                raise _err(f"The encrypted content {_short(blob)} could not be verified.",
-                           code="invalid_encrypted_content")
-        elif t == "message" and it.get("role") not in ("user", "assistant", "system",
-                                                       "developer"):
-            raise _err(f"Invalid value: '{it.get('role')}'. Supported values are: 'assistant', "
-                       "'system', 'developer', and 'user'.", param=f"input[{i}].role",
-                       code="invalid_value")
+                raise _err(
+                    f"The encrypted content {_short(blob)} could not be verified.",
+                    code="invalid_encrypted_content",
+                )
+        elif t == "message" and it.get("role") not in ("user", "assistant", "system", "developer"):
+            raise _err(
+                f"Invalid value: '{it.get('role')}'. Supported values are: 'assistant', "
+                "'system', 'developer', and 'user'.",
+                param=f"input[{i}].role",
+                code="invalid_value",
+            )
     for cid, t in calls.items():
         if cid not in answered:
             raise _err(f"No tool output found for {_CALLS[t]} {cid}.", param="input")
@@ -243,20 +301,37 @@ def _prompt_tokens(body: Mapping[str, Any]) -> int:
     return n
 
 
-def _items(fake: FakeOpenAI, reply: ResponsesReply, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _items(
+    fake: FakeOpenAI, reply: ResponsesReply, body: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     """The final items (ids, call ids and blobs minted)."""
     include = body.get("include") or ()
     out: list[dict[str, Any]] = []
     for spec in reply.output:
         t = spec["type"]
         if t == "message":
-            out.append({"id": "msg_" + ou.rand_hex(48), "type": "message",
-                        "status": "completed", "role": "assistant",
-                        "content": [{"type": "output_text", "annotations": [], "logprobs": [],
-                                     "text": spec["text"]}]})
+            out.append(
+                {
+                    "id": "msg_" + ou.rand_hex(48),
+                    "type": "message",
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [
+                        {
+                            "type": "output_text",
+                            "annotations": [],
+                            "logprobs": [],
+                            "text": spec["text"],
+                        }
+                    ],
+                }
+            )
         elif t == "reasoning":
-            item: dict[str, Any] = {"id": "rs_" + ou.rand_hex(48), "type": "reasoning",
-                                    "summary": []}
+            item: dict[str, Any] = {
+                "id": "rs_" + ou.rand_hex(48),
+                "type": "reasoning",
+                "summary": [],
+            }
             if spec.get("summary"):
                 item["summary"] = [{"type": "summary_text", "text": spec["summary"]}]
             if spec.get("text"):
@@ -265,14 +340,26 @@ def _items(fake: FakeOpenAI, reply: ResponsesReply, body: Mapping[str, Any]) -> 
                 item["encrypted_content"] = fake.responses_state.issue()
             out.append(item)
         elif t == "function_call":
-            out.append({"id": "fc_" + ou.rand_hex(48), "type": "function_call",
-                        "status": "completed", "arguments": spec["arguments"],
-                        "call_id": spec.get("call_id") or "call_" + ou.rand_b62(24),
-                        "name": spec["name"]})
+            out.append(
+                {
+                    "id": "fc_" + ou.rand_hex(48),
+                    "type": "function_call",
+                    "status": "completed",
+                    "arguments": spec["arguments"],
+                    "call_id": spec.get("call_id") or "call_" + ou.rand_b62(24),
+                    "name": spec["name"],
+                }
+            )
         elif t == "custom_tool_call":
-            out.append({"id": "ctc_" + ou.rand_hex(48), "type": "custom_tool_call",
-                        "call_id": spec.get("call_id") or "call_" + ou.rand_b62(24),
-                        "name": spec["name"], "input": spec["input"]})
+            out.append(
+                {
+                    "id": "ctc_" + ou.rand_hex(48),
+                    "type": "custom_tool_call",
+                    "call_id": spec.get("call_id") or "call_" + ou.rand_b62(24),
+                    "name": spec["name"],
+                    "input": spec["input"],
+                }
+            )
         else:
             raise ValueError(f"unknown scripted item {spec!r}")
     if reply.status == "incomplete" and out:
@@ -298,23 +385,42 @@ def _usage(reply: ResponsesReply, prompt: int, items: list[dict[str, Any]]) -> d
     return u
 
 
-def _response(body: Mapping[str, Any], rid: str, model: str, status: str,
-              output: list[dict[str, Any]], usage: dict[str, Any] | None,
-              reply: ResponsesReply | None) -> dict[str, Any]:
+def _response(
+    body: Mapping[str, Any],
+    rid: str,
+    model: str,
+    status: str,
+    output: list[dict[str, Any]],
+    usage: dict[str, Any] | None,
+    reply: ResponsesReply | None,
+) -> dict[str, Any]:
     r: dict[str, Any] = {
-        "id": rid, "object": "response", "created_at": int(time.time()), "status": status,
-        "background": False, "error": None, "incomplete_details": None,
-        "instructions": body.get("instructions"), "max_output_tokens":
-        body.get("max_output_tokens"), "model": model, "output": output,
+        "id": rid,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": model,
+        "output": output,
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": body.get("previous_response_id"),
-        "reasoning": {"effort": (body.get("reasoning") or {}).get("effort"),
-                      "summary": (body.get("reasoning") or {}).get("summary")},
-        "store": body.get("store", True), "temperature": body.get("temperature", 1.0),
+        "reasoning": {
+            "effort": (body.get("reasoning") or {}).get("effort"),
+            "summary": (body.get("reasoning") or {}).get("summary"),
+        },
+        "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
         "text": body.get("text") or {"format": {"type": "text"}},
-        "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [],
-        "top_p": body.get("top_p", 1.0), "truncation": body.get("truncation", "disabled"),
-        "usage": usage, "metadata": body.get("metadata") or {},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation", "disabled"),
+        "usage": usage,
+        "metadata": body.get("metadata") or {},
     }
     if reply is not None and status == "incomplete":
         r["incomplete_details"] = {"reason": reply.incomplete_reason}
@@ -327,70 +433,171 @@ def _response(body: Mapping[str, Any], rid: str, model: str, status: str,
 
 def _events(final: dict[str, Any], reply: ResponsesReply) -> list[dict[str, Any]]:
     """The event stream of ``final``, as OpenAI sends it."""
-    start = {**final, "status": "in_progress", "output": [], "usage": None,
-             "error": None, "incomplete_details": None}
+    start = {
+        **final,
+        "status": "in_progress",
+        "output": [],
+        "usage": None,
+        "error": None,
+        "incomplete_details": None,
+    }
     start.pop("completed_at", None)
-    evs: list[dict[str, Any]] = [{"type": "response.created", "response": start},
-                                 {"type": "response.in_progress", "response": start}]
+    evs: list[dict[str, Any]] = [
+        {"type": "response.created", "response": start},
+        {"type": "response.in_progress", "response": start},
+    ]
     for idx, it in enumerate(final["output"]):
         ref = {"item_id": it["id"], "output_index": idx}
         t = it["type"]
         if t == "message":
-            evs.append({"type": "response.output_item.added", "output_index": idx,
-                        "item": {**it, "status": "in_progress", "content": []}})
+            evs.append(
+                {
+                    "type": "response.output_item.added",
+                    "output_index": idx,
+                    "item": {**it, "status": "in_progress", "content": []},
+                }
+            )
             part = it["content"][0]
             text = part["text"]
-            evs.append({"type": "response.content_part.added", **ref, "content_index": 0,
-                        "part": {**part, "text": ""}})
+            evs.append(
+                {
+                    "type": "response.content_part.added",
+                    **ref,
+                    "content_index": 0,
+                    "part": {**part, "text": ""},
+                }
+            )
             for piece in split_text(text, reply.text_chunk):
-                evs.append({"type": "response.output_text.delta", **ref, "content_index": 0,
-                            "delta": piece, "logprobs": []})
-            evs.append({"type": "response.output_text.done", **ref, "content_index": 0,
-                        "text": text, "logprobs": []})
-            evs.append({"type": "response.content_part.done", **ref, "content_index": 0,
-                        "part": part})
+                evs.append(
+                    {
+                        "type": "response.output_text.delta",
+                        **ref,
+                        "content_index": 0,
+                        "delta": piece,
+                        "logprobs": [],
+                    }
+                )
+            evs.append(
+                {
+                    "type": "response.output_text.done",
+                    **ref,
+                    "content_index": 0,
+                    "text": text,
+                    "logprobs": [],
+                }
+            )
+            evs.append(
+                {"type": "response.content_part.done", **ref, "content_index": 0, "part": part}
+            )
         elif t == "reasoning":
-            evs.append({"type": "response.output_item.added", "output_index": idx,
-                        "item": {"id": it["id"], "type": "reasoning", "summary": []}})
+            evs.append(
+                {
+                    "type": "response.output_item.added",
+                    "output_index": idx,
+                    "item": {"id": it["id"], "type": "reasoning", "summary": []},
+                }
+            )
             for si, part in enumerate(it["summary"]):
-                evs.append({"type": "response.reasoning_summary_part.added", **ref,
-                            "summary_index": si, "part": {**part, "text": ""}})
+                evs.append(
+                    {
+                        "type": "response.reasoning_summary_part.added",
+                        **ref,
+                        "summary_index": si,
+                        "part": {**part, "text": ""},
+                    }
+                )
                 for piece in split_text(part["text"], reply.text_chunk):
-                    evs.append({"type": "response.reasoning_summary_text.delta", **ref,
-                                "summary_index": si, "delta": piece})
-                evs.append({"type": "response.reasoning_summary_text.done", **ref,
-                            "summary_index": si, "text": part["text"]})
-                evs.append({"type": "response.reasoning_summary_part.done", **ref,
-                            "summary_index": si, "part": part})
+                    evs.append(
+                        {
+                            "type": "response.reasoning_summary_text.delta",
+                            **ref,
+                            "summary_index": si,
+                            "delta": piece,
+                        }
+                    )
+                evs.append(
+                    {
+                        "type": "response.reasoning_summary_text.done",
+                        **ref,
+                        "summary_index": si,
+                        "text": part["text"],
+                    }
+                )
+                evs.append(
+                    {
+                        "type": "response.reasoning_summary_part.done",
+                        **ref,
+                        "summary_index": si,
+                        "part": part,
+                    }
+                )
             for ci, part in enumerate(it.get("content") or ()):
-                evs.append({"type": "response.content_part.added", **ref, "content_index": ci,
-                            "part": {**part, "text": ""}})
+                evs.append(
+                    {
+                        "type": "response.content_part.added",
+                        **ref,
+                        "content_index": ci,
+                        "part": {**part, "text": ""},
+                    }
+                )
                 for piece in split_text(part["text"], reply.text_chunk):
-                    evs.append({"type": "response.reasoning_text.delta", **ref,
-                                "content_index": ci, "delta": piece})
-                evs.append({"type": "response.reasoning_text.done", **ref, "content_index": ci,
-                            "text": part["text"]})
-                evs.append({"type": "response.content_part.done", **ref, "content_index": ci,
-                            "part": part})
+                    evs.append(
+                        {
+                            "type": "response.reasoning_text.delta",
+                            **ref,
+                            "content_index": ci,
+                            "delta": piece,
+                        }
+                    )
+                evs.append(
+                    {
+                        "type": "response.reasoning_text.done",
+                        **ref,
+                        "content_index": ci,
+                        "text": part["text"],
+                    }
+                )
+                evs.append(
+                    {"type": "response.content_part.done", **ref, "content_index": ci, "part": part}
+                )
         elif t == "function_call":
-            evs.append({"type": "response.output_item.added", "output_index": idx,
-                        "item": {**it, "status": "in_progress", "arguments": ""}})
+            evs.append(
+                {
+                    "type": "response.output_item.added",
+                    "output_index": idx,
+                    "item": {**it, "status": "in_progress", "arguments": ""},
+                }
+            )
             for piece in split_text(it["arguments"], reply.args_chunk):
-                evs.append({"type": "response.function_call_arguments.delta", **ref,
-                            "delta": piece})
-            evs.append({"type": "response.function_call_arguments.done", **ref,
-                        "arguments": it["arguments"]})
+                evs.append(
+                    {"type": "response.function_call_arguments.delta", **ref, "delta": piece}
+                )
+            evs.append(
+                {
+                    "type": "response.function_call_arguments.done",
+                    **ref,
+                    "arguments": it["arguments"],
+                }
+            )
         else:  # custom_tool_call
-            evs.append({"type": "response.output_item.added", "output_index": idx,
-                        "item": {**it, "input": ""}})
+            evs.append(
+                {
+                    "type": "response.output_item.added",
+                    "output_index": idx,
+                    "item": {**it, "input": ""},
+                }
+            )
             for piece in split_text(it["input"], reply.args_chunk):
-                evs.append({"type": "response.custom_tool_call_input.delta", **ref,
-                            "delta": piece})
-            evs.append({"type": "response.custom_tool_call_input.done", **ref,
-                        "input": it["input"]})
+                evs.append({"type": "response.custom_tool_call_input.delta", **ref, "delta": piece})
+            evs.append(
+                {"type": "response.custom_tool_call_input.done", **ref, "input": it["input"]}
+            )
         evs.append({"type": "response.output_item.done", "output_index": idx, "item": it})
-    terminal = {"completed": "response.completed", "incomplete": "response.incomplete",
-                "failed": "response.failed"}[final["status"]]
+    terminal = {
+        "completed": "response.completed",
+        "incomplete": "response.incomplete",
+        "failed": "response.failed",
+    }[final["status"]]
     evs.append({"type": terminal, "response": final})
     for i, ev in enumerate(evs):
         ev["sequence_number"] = i
@@ -424,8 +631,9 @@ async def handle_responses(fake: FakeOpenAI, request: web.Request) -> web.Stream
     items = _items(fake, reply, body)
     model = reply.model or str(body.get("model"))
     rid = "resp_" + ou.rand_hex(48)
-    final = _response(body, rid, model, reply.status, items,
-                      _usage(reply, _prompt_tokens(body), items), reply)
+    final = _response(
+        body, rid, model, reply.status, items, _usage(reply, _prompt_tokens(body), items), reply
+    )
     if body.get("store") is not False:
         with fake.responses_state._lock:
             fake.responses_state.stored[rid] = final

@@ -1,7 +1,8 @@
 """A fake OpenAI-compatible server: vLLM (default), api.openai.com, Ollama or api.mistral.ai.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/responses`` (the
-modes whose server serves the Responses API; tests/fakes/openai_responses.py), ``GET /v1/models`` (and
+modes whose server serves the Responses API: tests/fakes/openai_responses.py),
+``GET /v1/models`` (and
 ``/v1/models/{id}`` for openai/ollama); vLLM only: ``POST /tokenize`` and ``GET /health`` (not
 under ``/v1``, and not behind the API key — like vLLM's ``--api-key`` middleware); Ollama only:
 ``GET /`` ("Ollama is running").
@@ -48,7 +49,10 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
-from . import tokens
+from . import (
+    openai_responses,  # the Responses endpoint (imports this module back)
+    tokens,
+)
 from .common import (
     RECORDED,
     CutMode,
@@ -63,7 +67,6 @@ from .common import (
     split_text,
     write_stream,
 )
-from . import openai_responses  # the Responses endpoint (imports this module back)
 from .sse import OPENAI_DONE, openai_frame
 
 Mode = Literal["vllm", "openai", "ollama", "deepseek", "sglang", "llamacpp", "mistral"]

@@ -99,11 +99,14 @@ def run_codex(
     return CodexRun(done.returncode, done.stdout, done.stderr)
 
 
-def codex_exec(home: Path, workdir: Path, prompt: str, *, env: dict[str, str],
-               timeout: float = 180) -> CodexRun:
+def codex_exec(
+    home: Path, workdir: Path, prompt: str, *, env: dict[str, str], timeout: float = 180
+) -> CodexRun:
     """``codex exec`` in ``workdir`` (workspace-write sandbox, no git repository needed)."""
     return run_codex(
-        home, workdir,
+        home,
+        workdir,
         ["exec", "--skip-git-repo-check", "-s", "workspace-write", prompt],
-        env=env, timeout=timeout,
+        env=env,
+        timeout=timeout,
     )

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-
-from dragoman.translate.responses.codex import CodexModel, codex_catalog
 from tests.fakes import FakeOpenAI, ResponsesReply, r_call, r_custom, r_message, r_reasoning
 from tests.fakes.common import FIXTURES_DIR
 from tests.support.codex import codex_exec, codex_version, write_config
 from tests.support.servers import ServerThread
+
+from dragoman.translate.responses.codex import CodexModel, codex_catalog
 
 MODEL = "qwen3-coder"
 KEY_ENV = "DRAGOMAN_API_KEY"
@@ -45,21 +45,31 @@ def capture(outdir: Path) -> list[Path]:
     seen: list[dict[str, Any]] = []
 
     async def models(request: web.Request) -> web.Response:
-        seen.append({"method": request.method, "path": request.path,
-                     "query": dict(request.query), "headers": dict(request.headers)})
+        seen.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": dict(request.query),
+                "headers": dict(request.headers),
+            }
+        )
         return web.json_response(catalog)
 
     app = web.Application()
     app.router.add_get("/v1/models", models)
-    with tempfile.TemporaryDirectory() as tmp, ServerThread(app) as cat, FakeOpenAI(
-        "openai", models=[MODEL]
-    ) as fake:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        ServerThread(app) as cat,
+        FakeOpenAI("openai", models=[MODEL]) as fake,
+    ):
         home, work = Path(tmp) / "codex", Path(tmp) / "work"
         fake.enqueue(
-            ResponsesReply(output=[
-                r_reasoning(summary="I will write the file first."),
-                r_call("exec_command", {"cmd": "printf hi > out.txt && echo wrote"}, "call_sh"),
-            ]),
+            ResponsesReply(
+                output=[
+                    r_reasoning(summary="I will write the file first."),
+                    r_call("exec_command", {"cmd": "printf hi > out.txt && echo wrote"}, "call_sh"),
+                ]
+            ),
             ResponsesReply(output=[r_custom("apply_patch", PATCH, "call_patch")]),
             ResponsesReply(output=[r_message("All done.")]),
         )
@@ -70,23 +80,38 @@ def capture(outdir: Path) -> list[Path]:
         run = codex_exec(home, work, "Create out.txt and hello.txt", env={KEY_ENV: key})
         if run.returncode != 0:
             raise SystemExit(f"codex exec failed:\n{run.stderr[-4000:]}")
-        subs = {str(work.resolve()): "<work>", str(work): "<work>", str(home): "<codex_home>",
-                key: "<key>", fake.url: "<gateway>", cat.url: "<gateway>"}
+        subs = {
+            str(work.resolve()): "<work>",
+            str(work): "<work>",
+            str(home): "<codex_home>",
+            key: "<key>",
+            fake.url: "<gateway>",
+            cat.url: "<gateway>",
+        }
         version = codex_version()
         written = []
         outdir.mkdir(parents=True, exist_ok=True)
         records = [("codex_models_request.json", seen[0] if seen else None)]
         for i, r in enumerate(fake.requests_to("/v1/responses"), 1):
-            records.append((f"codex_responses_turn{i}.json", {
-                "method": r.method, "path": r.path, "query": r.query,
-                "headers": {k: v for k, v in r.headers.items() if k not in _DROP_HEADERS},
-                "body": r.body}))
+            records.append(
+                (
+                    f"codex_responses_turn{i}.json",
+                    {
+                        "method": r.method,
+                        "path": r.path,
+                        "query": r.query,
+                        "headers": {k: v for k, v in r.headers.items() if k not in _DROP_HEADERS},
+                        "body": r.body,
+                    },
+                )
+            )
         for name, rec in records:
             if rec is None:
                 continue
             rec = dict(rec)
-            rec["headers"] = {k: v for k, v in rec["headers"].items()
-                              if k.lower() not in _DROP_HEADERS}
+            rec["headers"] = {
+                k: v for k, v in rec["headers"].items() if k.lower() not in _DROP_HEADERS
+            }
             doc = {"codex_version": version, **_clean(rec, subs)}
             path = outdir / name
             path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")

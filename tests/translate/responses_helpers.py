@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from dragoman.sealing import Sealer
-from dragoman.translate.responses import ChatToResponsesStream, ResponsesContext, responses_to_chat
 from tests.conformance.responses_sse_checks import (
     CheckedResponse,
     check_responses_sse,
     validate_with_sdk,
 )
+
+from dragoman.sealing import Sealer
+from dragoman.translate.responses import ChatToResponsesStream, ResponsesContext, responses_to_chat
 
 SEALER = Sealer(bytes(range(32)))
 CREATED = 1_760_000_000
@@ -26,25 +27,41 @@ def ctx_for(body: dict[str, Any] | None = None, **kw: Any) -> ResponsesContext:
 
 
 def delta(**d: Any) -> dict[str, Any]:
-    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [
-        {"index": 0, "delta": d, "finish_reason": None}]}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": d, "finish_reason": None}],
+    }
 
 
 def finish(reason: str = "stop") -> dict[str, Any]:
-    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [
-        {"index": 0, "delta": {}, "finish_reason": reason}]}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": reason}],
+    }
 
 
-def usage(prompt: int = 11, completion: int = 7, cached: int = 0, reasoning: int = 0) -> dict[str, Any]:
-    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [], "usage": {
-        "prompt_tokens": prompt, "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-        "completion_tokens_details": {"reasoning_tokens": reasoning}}}
+def usage(
+    prompt: int = 11, completion: int = 7, cached: int = 0, reasoning: int = 0
+) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached},
+            "completion_tokens_details": {"reasoning_tokens": reasoning},
+        },
+    }
 
 
-def tool(index: int, id: str | None = None, name: str | None = None,
-         args: str | None = None) -> dict[str, Any]:
+def tool(
+    index: int, id: str | None = None, name: str | None = None, args: str | None = None
+) -> dict[str, Any]:
     fn: dict[str, Any] = {}
     if name is not None:
         fn["name"] = name
@@ -57,8 +74,9 @@ def tool(index: int, id: str | None = None, name: str | None = None,
     return delta(tool_calls=[tc])
 
 
-def run(ctx: ResponsesContext, chunks: Iterable[dict[str, Any]], *, end: bool = True,
-        sdk: bool = True) -> tuple[CheckedResponse, ChatToResponsesStream]:
+def run(
+    ctx: ResponsesContext, chunks: Iterable[dict[str, Any]], *, end: bool = True, sdk: bool = True
+) -> tuple[CheckedResponse, ChatToResponsesStream]:
     """Feed ``chunks`` (then the upstream's end when ``end``), check the bytes strictly."""
     m = ChatToResponsesStream(ctx)
     raw = m.start()

@@ -15,9 +15,19 @@ from dragoman.translate.responses.codex import (
 )
 
 #: what Codex 0.171.0 needs in an entry (measured: without any of these it rejects the catalog)
-REQUIRED = {"slug", "display_name", "support_verbosity", "truncation_policy",
-            "supported_reasoning_levels", "shell_type", "visibility", "supported_in_api",
-            "priority", "experimental_supported_tools", "base_instructions"}
+REQUIRED = {
+    "slug",
+    "display_name",
+    "support_verbosity",
+    "truncation_policy",
+    "supported_reasoning_levels",
+    "shell_type",
+    "visibility",
+    "supported_in_api",
+    "priority",
+    "experimental_supported_tools",
+    "base_instructions",
+}
 
 
 @pytest.mark.parametrize(
@@ -37,13 +47,19 @@ def test_codex_is_recognised(ua: str | None, originator: str | None, want: bool)
 
 
 def test_catalog_entries() -> None:
-    cat = codex_catalog([
-        CodexModel("claude-sonnet-4-5", context_window=200000,
-                   reasoning_levels=("low", "medium", "high"), vision=True),
-        CodexModel("qwen3-coder", context_window=32768),
-    ])
+    cat = codex_catalog(
+        [
+            CodexModel(
+                "claude-sonnet-4-5",
+                context_window=200000,
+                reasoning_levels=("low", "medium", "high"),
+                vision=True,
+            ),
+            CodexModel("qwen3-coder", context_window=32768),
+        ]
+    )
     a, b = cat["models"]  # type: ignore[misc]
-    assert REQUIRED <= set(a) and REQUIRED <= set(b)
+    assert set(a) >= REQUIRED and set(b) >= REQUIRED
     assert a["slug"] == "claude-sonnet-4-5" and a["priority"] == 0 and b["priority"] == 1
     assert a["apply_patch_tool_type"] == b["apply_patch_tool_type"] == "freeform"
     assert a["context_window"] == a["max_context_window"] == 200000
@@ -62,16 +78,20 @@ def test_config_block_is_valid_toml_pointing_at_the_gateway() -> None:
     assert cfg == {
         "model_provider": "dragoman",
         "model": "qwen3-coder",
-        "model_providers": {"dragoman": {
-            "name": "dragoman",
-            "base_url": "http://127.0.0.1:8080/v1",
-            "model_catalog_url": "http://127.0.0.1:8080/v1/models",
-            "env_key": "DRAGOMAN_API_KEY",
-            "wire_api": "responses",
-        }},
+        "model_providers": {
+            "dragoman": {
+                "name": "dragoman",
+                "base_url": "http://127.0.0.1:8080/v1",
+                "model_catalog_url": "http://127.0.0.1:8080/v1/models",
+                "env_key": "DRAGOMAN_API_KEY",
+                "wire_api": "responses",
+            }
+        },
     }
-    assert tomllib.loads(codex_config_toml("http://h:1/v1"))["model_providers"]["dragoman"][
-        "base_url"] == "http://h:1/v1"
+    assert (
+        tomllib.loads(codex_config_toml("http://h:1/v1"))["model_providers"]["dragoman"]["base_url"]
+        == "http://h:1/v1"
+    )
     odd = codex_config_toml("http://h:1", model='we"ird\\\n', headers={"X-Team": "a\tb"})
     cfg = tomllib.loads(odd)
     assert cfg["model"] == 'we"ird\\\n'

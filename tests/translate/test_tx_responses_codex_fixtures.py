@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tests.support.fixtures import load_json
+from tests.translate.responses_helpers import SEALER, delta, finish, run, tool, usage
+
 from dragoman.protocols.openai import validate_chat_request
 from dragoman.translate.responses import responses_to_chat
 from dragoman.translate.responses.tools import CUSTOM_NOTE
-from tests.support.fixtures import load_json
-from tests.translate.responses_helpers import SEALER, delta, finish, run, tool, usage
 
 PATCH = "*** Begin Patch\n*** Add File: hello.txt\n+hello from a patch\n*** End Patch\n"
 
@@ -27,16 +28,22 @@ def test_codex_turn1() -> None:
     validate_chat_request(chat)
     m = chat["messages"]
     assert [x["role"] for x in m] == ["system", "user"]
-    dev = ["\n\n".join(p["text"] for p in i["content"])
-           for i in b["input"] if i.get("role") == "developer"]
+    dev = [
+        "\n\n".join(p["text"] for p in i["content"])
+        for i in b["input"]
+        if i.get("role") == "developer"
+    ]
     assert m[0]["content"] == "\n\n".join(dev)
     assert [p["text"] for p in m[1]["content"]] == [
-        p["text"] for i in b["input"] if i.get("role") == "user" for p in i["content"]]
+        p["text"] for i in b["input"] if i.get("role") == "user" for p in i["content"]
+    ]
     names = [t["function"]["name"] for t in chat["tools"]]
     assert names[:4] == ["exec_command", "write_stdin", "request_user_input", "apply_patch"]
     assert "multi_agent_v1__spawn_agent" in names
     assert ctx.tools.ref("multi_agent_v1__spawn_agent").namespace == "multi_agent_v1"
-    patch_tool = next(t["function"] for t in chat["tools"] if t["function"]["name"] == "apply_patch")
+    patch_tool = next(
+        t["function"] for t in chat["tools"] if t["function"]["name"] == "apply_patch"
+    )
     assert CUSTOM_NOTE in patch_tool["description"]
     assert "*** Begin Patch" in patch_tool["description"]  # the lark grammar rides along
     assert ctx.warnings == ["tool type 'web_search' is not supported on this backend; dropped"]
@@ -53,15 +60,28 @@ def test_codex_turn2_and_3_history() -> None:
     # the reasoning item was sealed by the fake (OpenAI's blob): dropped, never forwarded
     assert ctx2.warnings[-1] == "a reasoning item sealed elsewhere was dropped (not forwarded)"
     a, t = chat2["messages"][2:]
-    assert a == {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "call_sh", "type": "function", "function": {
-            "name": "exec_command", "arguments": '{"cmd":"printf hi > out.txt && echo wrote"}'}}]}
+    assert a == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_sh",
+                "type": "function",
+                "function": {
+                    "name": "exec_command",
+                    "arguments": '{"cmd":"printf hi > out.txt && echo wrote"}',
+                },
+            }
+        ],
+    }
     assert t["role"] == "tool" and t["tool_call_id"] == "call_sh" and "wrote" in t["content"]
     chat3, _ = responses_to_chat(body(3), sealer=SEALER)
     validate_chat_request(chat3)
     a, t = chat3["messages"][4:]
     assert a["tool_calls"][0]["function"] == {
-        "name": "apply_patch", "arguments": json.dumps({"input": PATCH})}
+        "name": "apply_patch",
+        "arguments": json.dumps({"input": PATCH}),
+    }
     assert t["tool_call_id"] == "call_patch" and "A hello.txt" in t["content"]
 
 
@@ -71,23 +91,45 @@ def test_a_codex_loop_through_the_translators() -> None:
     the assistant message of that turn, with its call and the call's output."""
     b1 = body(1)
     _, ctx = responses_to_chat(b1, sealer=SEALER)
-    chk, _ = run(ctx, [
-        delta(role="assistant", reasoning_content="Need a file."),
-        delta(content="Writing it."),
-        tool(0, "call_x", "exec_command", '{"cmd": "printf hi > out.txt"}'),
-        finish("tool_calls"), usage(900, 30, cached=512)])
+    chk, _ = run(
+        ctx,
+        [
+            delta(role="assistant", reasoning_content="Need a file."),
+            delta(content="Writing it."),
+            tool(0, "call_x", "exec_command", '{"cmd": "printf hi > out.txt"}'),
+            finish("tool_calls"),
+            usage(900, 30, cached=512),
+        ],
+    )
     rs, msg, fc = chk.items
     assert rs["summary"] == [{"type": "summary_text", "text": "Need a file."}]  # summary mode
     assert chk.response["usage"]["input_tokens_details"]["cached_tokens"] == 512
     # what Codex sends back: the items as given, with its ids, and the call's output
     b2 = dict(b1)
-    b2["input"] = [*b1["input"], {**rs, "content": None}, msg, fc,
-                   {"type": "function_call_output", "call_id": "call_x", "output": "ok"}]
+    b2["input"] = [
+        *b1["input"],
+        {**rs, "content": None},
+        msg,
+        fc,
+        {"type": "function_call_output", "call_id": "call_x", "output": "ok"},
+    ]
     chat2, _ = responses_to_chat(b2, sealer=SEALER)
     validate_chat_request(chat2)
     assert chat2["messages"][2:] == [
-        {"role": "assistant", "content": "Writing it.", "reasoning_content": "Need a file.",
-         "tool_calls": [{"id": "call_x", "type": "function", "function": {
-             "name": "exec_command", "arguments": '{"cmd": "printf hi > out.txt"}'}}]},
+        {
+            "role": "assistant",
+            "content": "Writing it.",
+            "reasoning_content": "Need a file.",
+            "tool_calls": [
+                {
+                    "id": "call_x",
+                    "type": "function",
+                    "function": {
+                        "name": "exec_command",
+                        "arguments": '{"cmd": "printf hi > out.txt"}',
+                    },
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_x", "content": "ok"},
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.translate.responses_helpers import SEALER
 
 from dragoman.errors import InvalidRequestError
 from dragoman.protocols.openai import validate_chat_request
@@ -20,7 +22,6 @@ from dragoman.translate.responses import (
     seal_reasoning,
 )
 from dragoman.translate.responses.tools import CUSTOM_NOTE
-from tests.translate.responses_helpers import SEALER
 
 
 def chat(body: dict[str, Any], **kw: Any) -> tuple[dict[str, Any], Any]:
@@ -37,13 +38,20 @@ def user(text: str) -> dict[str, Any]:
 
 
 def dev(text: str) -> dict[str, Any]:
-    return {"type": "message", "role": "developer",
-            "content": [{"type": "input_text", "text": text}]}
+    return {
+        "type": "message",
+        "role": "developer",
+        "content": [{"type": "input_text", "text": text}],
+    }
 
 
 def said(text: str) -> dict[str, Any]:
-    return {"type": "message", "role": "assistant", "status": "completed",
-            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    return {
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
 
 
 def fcall(call_id: str, name: str, args: str = "{}", **kw: Any) -> dict[str, Any]:
@@ -78,8 +86,12 @@ def test_string_input_is_one_user_message() -> None:
 
 
 def test_instructions_and_leading_developer_messages_make_one_system_message() -> None:
-    m = msgs({"instructions": "Be terse.", "input": [dev("Policy A"),
-              {"role": "system", "content": "Policy B"}, user("hi")]})
+    m = msgs(
+        {
+            "instructions": "Be terse.",
+            "input": [dev("Policy A"), {"role": "system", "content": "Policy B"}, user("hi")],
+        }
+    )
     assert m == [
         {"role": "system", "content": "Be terse.\n\nPolicy A\n\nPolicy B"},
         {"role": "user", "content": "hi"},
@@ -93,32 +105,70 @@ def test_a_later_developer_message_becomes_a_user_turn() -> None:
     assert m == [
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": "hello"},
-        {"role": "user", "content": [{"type": "text", "text": "Sandbox changed"},
-                                     {"type": "text", "text": "go on"}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Sandbox changed"},
+                {"type": "text", "text": "go on"},
+            ],
+        },
     ]
 
 
 def test_consecutive_user_items_merge_into_one_turn() -> None:
     m = msgs({"input": [user("<environment_context>cwd</environment_context>"), user("list")]})
-    assert m == [{"role": "user", "content": [
-        {"type": "text", "text": "<environment_context>cwd</environment_context>"},
-        {"type": "text", "text": "list"}]}]
+    assert m == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "<environment_context>cwd</environment_context>"},
+                {"type": "text", "text": "list"},
+            ],
+        }
+    ]
 
 
 def test_content_parts() -> None:
-    m = msgs({"input": [{"role": "user", "content": [
-        {"type": "input_text", "text": "see"},
-        {"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "low"},
-        {"type": "input_file", "file_data": "data:application/pdf;base64,JVBE", "filename": "a.pdf"},
-        {"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}},
-    ]}]})
-    assert m == [{"role": "user", "content": [
-        {"type": "text", "text": "see"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}},
-        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE",
-                                  "filename": "a.pdf"}},
-        {"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}},
-    ]}]
+    m = msgs(
+        {
+            "input": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "see"},
+                        {
+                            "type": "input_image",
+                            "image_url": "data:image/png;base64,AAAA",
+                            "detail": "low",
+                        },
+                        {
+                            "type": "input_file",
+                            "file_data": "data:application/pdf;base64,JVBE",
+                            "filename": "a.pdf",
+                        },
+                        {"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}},
+                    ],
+                }
+            ]
+        }
+    )
+    assert m == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "see"},
+                {
+                    "type": "image_url",
+                    "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"},
+                },
+                {
+                    "type": "file",
+                    "file": {"file_data": "data:application/pdf;base64,JVBE", "filename": "a.pdf"},
+                },
+                {"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}},
+            ],
+        }
+    ]
 
 
 @pytest.mark.parametrize(
@@ -141,25 +191,43 @@ def test_one_model_turn_is_one_assistant_message() -> None:
     """Codex's history of a turn: reasoning, a commentary message, two parallel calls, then
     their outputs. Chat needs them as one assistant message with its tool results after it."""
     blob = seal_reasoning(SEALER, Reasoning("I should list files."))
-    m = msgs({"input": [
-        user("list"),
-        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "s"}],
-         "encrypted_content": blob},
-        said("Listing."),
-        fcall("call_a", "exec_command", '{"cmd": "ls"}'),
-        fcall("call_b", "exec_command", '{"cmd": "pwd"}'),
-        fout("call_a", "a.txt"),
-        fout("call_b", "/tmp"),
-        said("Two files."),
-    ]})
+    m = msgs(
+        {
+            "input": [
+                user("list"),
+                {
+                    "type": "reasoning",
+                    "summary": [{"type": "summary_text", "text": "s"}],
+                    "encrypted_content": blob,
+                },
+                said("Listing."),
+                fcall("call_a", "exec_command", '{"cmd": "ls"}'),
+                fcall("call_b", "exec_command", '{"cmd": "pwd"}'),
+                fout("call_a", "a.txt"),
+                fout("call_b", "/tmp"),
+                said("Two files."),
+            ]
+        }
+    )
     assert m == [
         {"role": "user", "content": "list"},
-        {"role": "assistant", "content": "Listing.", "reasoning_content": "I should list files.",
-         "tool_calls": [
-             {"id": "call_a", "type": "function",
-              "function": {"name": "exec_command", "arguments": '{"cmd": "ls"}'}},
-             {"id": "call_b", "type": "function",
-              "function": {"name": "exec_command", "arguments": '{"cmd": "pwd"}'}}]},
+        {
+            "role": "assistant",
+            "content": "Listing.",
+            "reasoning_content": "I should list files.",
+            "tool_calls": [
+                {
+                    "id": "call_a",
+                    "type": "function",
+                    "function": {"name": "exec_command", "arguments": '{"cmd": "ls"}'},
+                },
+                {
+                    "id": "call_b",
+                    "type": "function",
+                    "function": {"name": "exec_command", "arguments": '{"cmd": "pwd"}'},
+                },
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_a", "content": "a.txt"},
         {"role": "tool", "tool_call_id": "call_b", "content": "/tmp"},
         {"role": "assistant", "content": "Two files."},
@@ -168,49 +236,98 @@ def test_one_model_turn_is_one_assistant_message() -> None:
 
 def test_tool_output_with_an_image_is_followed_by_a_user_image() -> None:
     """Codex's view_image answers with an input_image: Chat tool messages carry text only."""
-    m = msgs({"input": [
-        user("look"),
-        fcall("call_1", "view_image", '{"path": "a.png"}'),
-        fout("call_1", [{"type": "input_image", "image_url": "data:image/png;base64,QQ=="}]),
-    ]})
+    m = msgs(
+        {
+            "input": [
+                user("look"),
+                fcall("call_1", "view_image", '{"path": "a.png"}'),
+                fout(
+                    "call_1", [{"type": "input_image", "image_url": "data:image/png;base64,QQ=="}]
+                ),
+            ]
+        }
+    )
     assert m[2:] == [
         {"role": "tool", "tool_call_id": "call_1", "content": "(see the attached output)"},
-        {"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,QQ=="}}]},
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,QQ=="}}],
+        },
     ]
 
 
 def test_custom_and_local_shell_calls_in_history() -> None:
-    c, ctx = chat({
-        "tools": [{"type": "custom", "name": "apply_patch"}, {"type": "local_shell"}],
-        "input": [
-            user("edit"),
-            {"type": "custom_tool_call", "call_id": "call_p", "name": "apply_patch",
-             "input": "*** Begin Patch\n*** End Patch\n"},
-            fout("call_p", "Done!", "custom_tool_call_output"),
-            {"type": "local_shell_call", "call_id": "call_s", "status": "completed",
-             "action": {"type": "exec", "command": ["ls", "-a"], "timeout_ms": 1000,
-                        "working_directory": "/w", "env": {}}},
-            {"type": "local_shell_call_output", "call_id": "call_s", "output": "x"},
-        ],
-    })
+    c, _ = chat(
+        {
+            "tools": [{"type": "custom", "name": "apply_patch"}, {"type": "local_shell"}],
+            "input": [
+                user("edit"),
+                {
+                    "type": "custom_tool_call",
+                    "call_id": "call_p",
+                    "name": "apply_patch",
+                    "input": "*** Begin Patch\n*** End Patch\n",
+                },
+                fout("call_p", "Done!", "custom_tool_call_output"),
+                {
+                    "type": "local_shell_call",
+                    "call_id": "call_s",
+                    "status": "completed",
+                    "action": {
+                        "type": "exec",
+                        "command": ["ls", "-a"],
+                        "timeout_ms": 1000,
+                        "working_directory": "/w",
+                        "env": {},
+                    },
+                },
+                {"type": "local_shell_call_output", "call_id": "call_s", "output": "x"},
+            ],
+        }
+    )
     m = c["messages"]
-    assert m[1]["tool_calls"] == [{"id": "call_p", "type": "function", "function": {
-        "name": "apply_patch", "arguments": '{"input": "*** Begin Patch\\n*** End Patch\\n"}'}}]
+    assert m[1]["tool_calls"] == [
+        {
+            "id": "call_p",
+            "type": "function",
+            "function": {
+                "name": "apply_patch",
+                "arguments": '{"input": "*** Begin Patch\\n*** End Patch\\n"}',
+            },
+        }
+    ]
     assert m[2] == {"role": "tool", "tool_call_id": "call_p", "content": "Done!"}
-    assert m[3]["tool_calls"] == [{"id": "call_s", "type": "function", "function": {
-        "name": "local_shell",
-        "arguments": '{"command": ["ls", "-a"], "workdir": "/w", "timeout_ms": 1000}'}}]
+    assert m[3]["tool_calls"] == [
+        {
+            "id": "call_s",
+            "type": "function",
+            "function": {
+                "name": "local_shell",
+                "arguments": '{"command": ["ls", "-a"], "workdir": "/w", "timeout_ms": 1000}',
+            },
+        }
+    ]
     assert m[4] == {"role": "tool", "tool_call_id": "call_s", "content": "x"}
 
 
 def test_namespaced_calls_use_the_flattened_name() -> None:
-    c, _ = chat({
-        "tools": [{"type": "namespace", "name": "multi_agent_v1", "description": "d",
-                   "tools": [{"type": "function", "name": "spawn_agent", "parameters": {}}]}],
-        "input": [user("x"), fcall("call_1", "spawn_agent", namespace="multi_agent_v1"),
-                  fout("call_1")],
-    })
+    c, _ = chat(
+        {
+            "tools": [
+                {
+                    "type": "namespace",
+                    "name": "multi_agent_v1",
+                    "description": "d",
+                    "tools": [{"type": "function", "name": "spawn_agent", "parameters": {}}],
+                }
+            ],
+            "input": [
+                user("x"),
+                fcall("call_1", "spawn_agent", namespace="multi_agent_v1"),
+                fout("call_1"),
+            ],
+        }
+    )
     assert c["messages"][1]["tool_calls"][0]["function"]["name"] == "multi_agent_v1__spawn_agent"
     assert c["tools"][0]["function"]["name"] == "multi_agent_v1__spawn_agent"
 
@@ -218,11 +335,15 @@ def test_namespaced_calls_use_the_flattened_name() -> None:
 @pytest.mark.parametrize(
     ("items", "message"),
     [
-        ([user("x"), fout("call_9")],
-         "No tool call found for function call output with call_id call_9."),
+        (
+            [user("x"), fout("call_9")],
+            "No tool call found for function call output with call_id call_9.",
+        ),
         ([user("x"), fcall("call_1", "f")], "No tool output found for function call call_1."),
-        ([user("x"), {"type": "custom_tool_call", "call_id": "c", "name": "p", "input": ""}],
-         "No tool output found for custom tool call c."),
+        (
+            [user("x"), {"type": "custom_tool_call", "call_id": "c", "name": "p", "input": ""}],
+            "No tool output found for custom tool call c.",
+        ),
         ([user("x"), fcall("", "f")], "Missing required parameter: 'input[1].call_id'."),
     ],
 )
@@ -255,10 +376,16 @@ def test_store_false_or_absent_is_served() -> None:
         assert chat({"input": "hi", **extra})[0]["messages"] == [{"role": "user", "content": "hi"}]
 
 
+def test_nothing_to_send_is_a_400() -> None:
+    with pytest.raises(InvalidRequestError) as e:
+        chat({"input": [dev(""), {"type": "web_search_call", "status": "completed"}]})
+    assert e.value.message == "input holds nothing to send: every item is empty or was dropped"
+
+
 def test_missing_model_or_input() -> None:
-    with pytest.raises(InvalidRequestError, match="Missing required parameter: 'model'."):
+    with pytest.raises(InvalidRequestError, match=r"Missing required parameter: 'model'\."):
         responses_to_chat({"input": "x"})
-    with pytest.raises(InvalidRequestError, match="Missing required parameter: 'input'."):
+    with pytest.raises(InvalidRequestError, match=r"Missing required parameter: 'input'\."):
         chat({"input": []})
 
 
@@ -266,27 +393,64 @@ def test_missing_model_or_input() -> None:
 
 
 def test_tools_map_flatten_shim_or_drop_with_a_warning() -> None:
-    c, ctx = chat({"input": "x", "tools": [
-        {"type": "function", "name": "exec_command", "description": "Run", "strict": False,
-         "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}},
-        {"type": "custom", "name": "apply_patch", "description": "Edit files.",
-         "format": {"type": "grammar", "syntax": "lark", "definition": "start: begin_patch"}},
-        {"type": "namespace", "name": "mcp_git", "description": "git",
-         "tools": [{"type": "function", "name": "status"}, {"type": "custom", "name": "raw"}]},
-        {"type": "local_shell"},
-        {"type": "web_search", "external_web_access": False},
-        {"type": "image_generation"},
-    ]})
+    c, ctx = chat(
+        {
+            "input": "x",
+            "tools": [
+                {
+                    "type": "function",
+                    "name": "exec_command",
+                    "description": "Run",
+                    "strict": False,
+                    "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}},
+                },
+                {
+                    "type": "custom",
+                    "name": "apply_patch",
+                    "description": "Edit files.",
+                    "format": {
+                        "type": "grammar",
+                        "syntax": "lark",
+                        "definition": "start: begin_patch",
+                    },
+                },
+                {
+                    "type": "namespace",
+                    "name": "mcp_git",
+                    "description": "git",
+                    "tools": [
+                        {"type": "function", "name": "status"},
+                        {"type": "custom", "name": "raw"},
+                    ],
+                },
+                {"type": "local_shell"},
+                {"type": "web_search", "external_web_access": False},
+                {"type": "image_generation"},
+            ],
+        }
+    )
     tools = c["tools"]
     assert [t["function"]["name"] for t in tools] == [
-        "exec_command", "apply_patch", "mcp_git__status", "mcp_git__raw", "local_shell"]
-    assert tools[0] == {"type": "function", "function": {
-        "name": "exec_command", "description": "Run", "strict": False,
-        "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}}
+        "exec_command",
+        "apply_patch",
+        "mcp_git__status",
+        "mcp_git__raw",
+        "local_shell",
+    ]
+    assert tools[0] == {
+        "type": "function",
+        "function": {
+            "name": "exec_command",
+            "description": "Run",
+            "strict": False,
+            "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}},
+        },
+    }
     patch = tools[1]["function"]
     assert patch["description"] == (
         "Edit files.\n\n" + CUSTOM_NOTE + "\n\nThe input must match this lark grammar:\n"
-        "start: begin_patch")
+        "start: begin_patch"
+    )
     assert patch["parameters"]["required"] == ["input"]
     assert patch["parameters"]["properties"]["input"]["type"] == "string"
     assert ctx.warnings == [
@@ -299,17 +463,30 @@ def test_tools_map_flatten_shim_or_drop_with_a_warning() -> None:
 
 
 def test_additional_tools_items_are_hoisted() -> None:
-    c, _ = chat({"tools": [], "input": [
-        {"type": "additional_tools", "role": "developer", "tools": [
-            {"type": "namespace", "name": "functions",
-             "tools": [{"type": "function", "name": "exec_command"}]}]},
-        user("x")]})
+    c, _ = chat(
+        {
+            "tools": [],
+            "input": [
+                {
+                    "type": "additional_tools",
+                    "role": "developer",
+                    "tools": [
+                        {
+                            "type": "namespace",
+                            "name": "functions",
+                            "tools": [{"type": "function", "name": "exec_command"}],
+                        }
+                    ],
+                },
+                user("x"),
+            ],
+        }
+    )
     assert [t["function"]["name"] for t in c["tools"]] == ["functions__exec_command"]
     assert c["messages"] == [{"role": "user", "content": "x"}]
 
 
-TOOLS = [{"type": "function", "name": "a"}, {"type": "custom", "name": "p"},
-         {"type": "web_search"}]
+TOOLS = [{"type": "function", "name": "a"}, {"type": "custom", "name": "p"}, {"type": "web_search"}]
 
 
 @pytest.mark.parametrize(
@@ -318,14 +495,30 @@ TOOLS = [{"type": "function", "name": "a"}, {"type": "custom", "name": "p"},
         ("auto", "auto", ["a", "p"]),
         ("none", "none", ["a", "p"]),
         ("required", "required", ["a", "p"]),
-        ({"type": "function", "name": "a"}, {"type": "function", "function": {"name": "a"}},
-         ["a", "p"]),
-        ({"type": "custom", "name": "p"}, {"type": "function", "function": {"name": "p"}},
-         ["a", "p"]),
-        ({"type": "allowed_tools", "mode": "required", "tools": [{"type": "custom", "name": "p"}]},
-         "required", ["p"]),
-        ({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "a"}]},
-         "auto", ["a"]),
+        (
+            {"type": "function", "name": "a"},
+            {"type": "function", "function": {"name": "a"}},
+            ["a", "p"],
+        ),
+        (
+            {"type": "custom", "name": "p"},
+            {"type": "function", "function": {"name": "p"}},
+            ["a", "p"],
+        ),
+        (
+            {
+                "type": "allowed_tools",
+                "mode": "required",
+                "tools": [{"type": "custom", "name": "p"}],
+            },
+            "required",
+            ["p"],
+        ),
+        (
+            {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "a"}]},
+            "auto",
+            ["a"],
+        ),
     ],
 )
 def test_tool_choice(choice: Any, want: Any, names: list[str]) -> None:
@@ -337,8 +530,11 @@ def test_tool_choice(choice: Any, want: Any, names: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "choice",
-    [{"type": "web_search_preview"}, {"type": "function", "name": "nope"},
-     {"type": "mcp", "server_label": "x"}],
+    [
+        {"type": "web_search_preview"},
+        {"type": "function", "name": "nope"},
+        {"type": "mcp", "server_label": "x"},
+    ],
 )
 def test_forcing_a_tool_this_backend_cannot_run_is_a_400(choice: Any) -> None:
     with pytest.raises(InvalidRequestError) as e:
@@ -347,8 +543,14 @@ def test_forcing_a_tool_this_backend_cannot_run_is_a_400(choice: Any) -> None:
 
 
 def test_no_tool_fields_without_tools() -> None:
-    c, _ = chat({"input": "x", "tools": [{"type": "web_search"}], "tool_choice": "auto",
-                 "parallel_tool_calls": True})
+    c, _ = chat(
+        {
+            "input": "x",
+            "tools": [{"type": "web_search"}],
+            "tool_choice": "auto",
+            "parallel_tool_calls": True,
+        }
+    )
     assert "tools" not in c and "tool_choice" not in c and "parallel_tool_calls" not in c
 
 
@@ -356,15 +558,33 @@ def test_no_tool_fields_without_tools() -> None:
 
 
 def test_parameters() -> None:
-    c, ctx = chat({
-        "input": "x", "stream": True, "max_output_tokens": 300, "temperature": 0.2,
-        "top_p": 0.9, "reasoning": {"effort": "high", "summary": "auto"},
-        "text": {"format": {"type": "json_schema", "name": "out", "strict": True,
-                            "schema": {"type": "object"}}, "verbosity": "low"},
-        "include": ["reasoning.encrypted_content"], "prompt_cache_key": "k", "user": "u",
-        "metadata": {"a": "b"}, "service_tier": "auto", "client_metadata": {"x": "y"},
-        "truncation": "auto", "top_logprobs": 2,
-    })
+    c, ctx = chat(
+        {
+            "input": "x",
+            "stream": True,
+            "max_output_tokens": 300,
+            "temperature": 0.2,
+            "top_p": 0.9,
+            "reasoning": {"effort": "high", "summary": "auto"},
+            "text": {
+                "format": {
+                    "type": "json_schema",
+                    "name": "out",
+                    "strict": True,
+                    "schema": {"type": "object"},
+                },
+                "verbosity": "low",
+            },
+            "include": ["reasoning.encrypted_content"],
+            "prompt_cache_key": "k",
+            "user": "u",
+            "metadata": {"a": "b"},
+            "service_tier": "auto",
+            "client_metadata": {"x": "y"},
+            "truncation": "auto",
+            "top_logprobs": 2,
+        }
+    )
     assert c == {
         "model": "qwen3-coder",
         "messages": [{"role": "user", "content": "x"}],
@@ -372,8 +592,10 @@ def test_parameters() -> None:
         "temperature": 0.2,
         "top_p": 0.9,
         "reasoning_effort": "high",
-        "response_format": {"type": "json_schema", "json_schema": {
-            "name": "out", "schema": {"type": "object"}, "strict": True}},
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "out", "schema": {"type": "object"}, "strict": True},
+        },
         "stream": True,
         "stream_options": {"include_usage": True},
     }
@@ -383,7 +605,8 @@ def test_parameters() -> None:
 
 def test_json_object_and_text_formats() -> None:
     assert chat({"input": "x", "text": {"format": {"type": "json_object"}}})[0][
-        "response_format"] == {"type": "json_object"}
+        "response_format"
+    ] == {"type": "json_object"}
     assert "response_format" not in chat({"input": "x", "text": {"format": {"type": "text"}}})[0]
 
 
@@ -404,10 +627,21 @@ BLOCKS = [
 
 def test_our_sealed_reasoning_comes_back_as_reasoning_content_and_the_carrier() -> None:
     blob = seal_reasoning(SEALER, Reasoning("Let me see.\n", tuple(BLOCKS)))
-    m = msgs({"input": [user("q"), {"type": "reasoning", "summary": [],
-                                    "encrypted_content": blob}, said("A.")]})
-    assert m[1] == {"role": "assistant", "content": "A.", "reasoning_content": "Let me see.\n",
-                    THINKING_CARRIER: BLOCKS}
+    m = msgs(
+        {
+            "input": [
+                user("q"),
+                {"type": "reasoning", "summary": [], "encrypted_content": blob},
+                said("A."),
+            ]
+        }
+    )
+    assert m[1] == {
+        "role": "assistant",
+        "content": "A.",
+        "reasoning_content": "Let me see.\n",
+        THINKING_CARRIER: BLOCKS,
+    }
 
 
 def test_reasoning_not_sealed_by_us_is_dropped_never_forwarded() -> None:
@@ -417,10 +651,20 @@ def test_reasoning_not_sealed_by_us_is_dropped_never_forwarded() -> None:
     other_key = seal_reasoning(Sealer.from_master("another master"), Reasoning("x"))
     tampered = ours[:-4] + ("AAAA" if not ours.endswith("AAAA") else "BBBB")
     for blob in ("gAAAAABoZ2VuZXJhdGVkLWJ5LW9wZW5haQ==", other_key, tampered):
-        c, ctx = chat({"input": [user("q"), {"type": "reasoning", "summary": [
-            {"type": "summary_text", "text": "summary"}], "content": [
-            {"type": "reasoning_text", "text": "plain"}], "encrypted_content": blob},
-            said("A.")]})
+        c, ctx = chat(
+            {
+                "input": [
+                    user("q"),
+                    {
+                        "type": "reasoning",
+                        "summary": [{"type": "summary_text", "text": "summary"}],
+                        "content": [{"type": "reasoning_text", "text": "plain"}],
+                        "encrypted_content": blob,
+                    },
+                    said("A."),
+                ]
+            }
+        )
         assert c["messages"][1] == {"role": "assistant", "content": "A."}
         assert ctx.warnings == ["a reasoning item sealed elsewhere was dropped (not forwarded)"]
 
@@ -428,29 +672,58 @@ def test_reasoning_not_sealed_by_us_is_dropped_never_forwarded() -> None:
 def test_reasoning_without_a_blob_sends_its_raw_text_only() -> None:
     """A client that did not ask for encrypted_content sends back our reasoning_text content:
     it goes back as text (a summary is not the reasoning, and is not sent)."""
-    m = msgs({"input": [user("q"),
-                        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "S"}],
-                         "content": [{"type": "reasoning_text", "text": "raw"}]},
-                        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "S"}]},
-                        said("A.")]})
+    m = msgs(
+        {
+            "input": [
+                user("q"),
+                {
+                    "type": "reasoning",
+                    "summary": [{"type": "summary_text", "text": "S"}],
+                    "content": [{"type": "reasoning_text", "text": "raw"}],
+                },
+                {"type": "reasoning", "summary": [{"type": "summary_text", "text": "S"}]},
+                said("A."),
+            ]
+        }
+    )
     assert m[1] == {"role": "assistant", "content": "A.", "reasoning_content": "raw"}
 
 
 def test_without_a_sealer_no_blob_opens() -> None:
     blob = seal_reasoning(SEALER, Reasoning("t"))
-    c, _ = responses_to_chat({"model": "m", "input": [
-        user("q"), {"type": "reasoning", "summary": [], "encrypted_content": blob}, said("A")]})
+    c, _ = responses_to_chat(
+        {
+            "model": "m",
+            "input": [
+                user("q"),
+                {"type": "reasoning", "summary": [], "encrypted_content": blob},
+                said("A"),
+            ],
+        }
+    )
     assert c["messages"][1] == {"role": "assistant", "content": "A"}
 
 
 def test_hosted_items_are_dropped_with_a_warning() -> None:
-    c, ctx = chat({"input": [user("q"),
-                             {"type": "web_search_call", "status": "completed",
-                              "action": {"type": "search", "query": "x"}},
-                             {"type": "compaction", "encrypted_content": "gAAAA"},
-                             {"type": "brand_new_item"}, said("A")]})
-    assert c["messages"] == [{"role": "user", "content": "q"},
-                             {"role": "assistant", "content": "A"}]
+    c, ctx = chat(
+        {
+            "input": [
+                user("q"),
+                {
+                    "type": "web_search_call",
+                    "status": "completed",
+                    "action": {"type": "search", "query": "x"},
+                },
+                {"type": "compaction", "encrypted_content": "gAAAA"},
+                {"type": "brand_new_item"},
+                said("A"),
+            ]
+        }
+    )
+    assert c["messages"] == [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "A"},
+    ]
     assert ctx.warnings == [
         "input item type 'web_search_call' has no meaning on this backend; dropped",
         "input item type 'compaction' has no meaning on this backend; dropped",
@@ -470,13 +743,20 @@ def _histories(draw: st.DrawFn) -> list[dict[str, Any]]:
     reasoning, calls), then the outputs of those calls."""
     items: list[dict[str, Any]] = []
     n = 0
-    for _ in range(draw(st.integers(1, 4))):
+    for turn in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["user", "dev", "user"]))
+        if turn == 0:  # something to answer
+            items.append(user(draw(st.text(min_size=1, max_size=12))))
         items.append(user(draw(_text)) if kind == "user" else dev(draw(_text)))
         for _ in range(draw(st.integers(0, 2))):
             if draw(st.booleans()):
-                items.append({"type": "reasoning", "summary": [], "content": [
-                    {"type": "reasoning_text", "text": draw(_text)}]})
+                items.append(
+                    {
+                        "type": "reasoning",
+                        "summary": [],
+                        "content": [{"type": "reasoning_text", "text": draw(_text)}],
+                    }
+                )
             if draw(st.booleans()):
                 items.append(said(draw(_text)))
             ids = [f"call_{n + i}" for i in range(draw(st.integers(0, 3)))]
@@ -485,8 +765,14 @@ def _histories(draw: st.DrawFn) -> list[dict[str, Any]]:
                 if draw(st.booleans()):
                     items.append(fcall(cid, draw(st.sampled_from(["a", "b"])), '{"x": 1}'))
                 else:
-                    items.append({"type": "custom_tool_call", "call_id": cid, "name": "p",
-                                  "input": draw(_text)})
+                    items.append(
+                        {
+                            "type": "custom_tool_call",
+                            "call_id": cid,
+                            "name": "p",
+                            "input": draw(_text),
+                        }
+                    )
             for cid in ids:
                 t = next(i["type"] for i in items if i.get("call_id") == cid)
                 items.append(fout(cid, draw(_text), t + "_output"))
@@ -495,11 +781,17 @@ def _histories(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_histories(), st.booleans())
-def test_every_history_becomes_a_valid_chat_request(items: list[dict[str, Any]],
-                                                    instructions: bool) -> None:
-    body: dict[str, Any] = {"input": items, "tools": [
-        {"type": "function", "name": "a"}, {"type": "function", "name": "b"},
-        {"type": "custom", "name": "p"}]}
+def test_every_history_becomes_a_valid_chat_request(
+    items: list[dict[str, Any]], instructions: bool
+) -> None:
+    body: dict[str, Any] = {
+        "input": items,
+        "tools": [
+            {"type": "function", "name": "a"},
+            {"type": "function", "name": "b"},
+            {"type": "custom", "name": "p"},
+        ],
+    }
     if instructions:
         body["instructions"] = "sys"
     c, _ = chat(body)
@@ -520,4 +812,4 @@ def test_every_history_becomes_a_valid_chat_request(items: list[dict[str, Any]],
     assert not pending
     # no two user messages in a row (strict chat templates reject them)
     roles = [x["role"] for x in m]
-    assert all(not (a == b == "user") for a, b in zip(roles, roles[1:], strict=False))
+    assert all(not (a == b == "user") for a, b in itertools.pairwise(roles))

@@ -14,7 +14,7 @@ from dragoman.translate.responses.tools import (
     unwrap_custom_input,
 )
 
-PATCH = "*** Begin Patch\n*** Update File: a.py\n@@\n-x = 1\n+x = {\"k\": 2}\n*** End Patch\n"
+PATCH = '*** Begin Patch\n*** Update File: a.py\n@@\n-x = 1\n+x = {"k": 2}\n*** End Patch\n'
 
 
 @pytest.mark.parametrize(
@@ -59,8 +59,14 @@ def test_generic_custom_tools(arguments: object, want: str) -> None:
 
 
 def test_local_shell_round_trip() -> None:
-    action = {"type": "exec", "command": ["bash", "-lc", "ls"], "timeout_ms": 500,
-              "working_directory": "/w", "env": {}, "user": None}
+    action = {
+        "type": "exec",
+        "command": ["bash", "-lc", "ls"],
+        "timeout_ms": 500,
+        "working_directory": "/w",
+        "env": {},
+        "user": None,
+    }
     assert local_shell_action(local_shell_arguments(action)) == action
     assert local_shell_action('{"command": "ls -a"}')["command"] == ["bash", "-lc", "ls -a"]
     assert local_shell_action("not json")["command"] == []

@@ -63,7 +63,11 @@ _HOSTED_ITEMS = frozenset(
         "apply_patch_call_output",
     }
 )
-_CALLS = {"function_call": "function", "custom_tool_call": "custom", LOCAL_SHELL + "_call": LOCAL_SHELL}
+_CALLS = {
+    "function_call": "function",
+    "custom_tool_call": "custom",
+    LOCAL_SHELL + "_call": LOCAL_SHELL,
+}
 _OUTPUTS = {
     "function_call_output": "function call",
     "custom_tool_call_output": "custom tool call",
@@ -97,8 +101,11 @@ def _image_part(p: dict[str, Any], loc: str) -> dict[str, Any]:
                 "as a data URL or an http(s) URL in image_url",
                 f"{loc}.file_id",
             )
-        raise _bad(f"Missing required parameter: '{loc}.image_url'.", f"{loc}.image_url",
-                   "missing_required_parameter")
+        raise _bad(
+            f"Missing required parameter: '{loc}.image_url'.",
+            f"{loc}.image_url",
+            "missing_required_parameter",
+        )
     image: dict[str, Any] = {"url": url}
     detail = p.get("detail")
     if detail in ("low", "high", "auto"):
@@ -139,8 +146,11 @@ def _parts(content: Any, loc: str) -> list[dict[str, Any]]:
         if t in ("input_text", "output_text", "text", "summary_text", "reasoning_text"):
             s = p.get("text")
             if not isinstance(s, str):
-                raise _bad(f"Missing required parameter: '{ploc}.text'.", f"{ploc}.text",
-                           "missing_required_parameter")
+                raise _bad(
+                    f"Missing required parameter: '{ploc}.text'.",
+                    f"{ploc}.text",
+                    "missing_required_parameter",
+                )
             out.append({"type": "text", "text": s})
         elif t == "refusal" and isinstance(p.get("refusal"), str):
             out.append({"type": "text", "text": p["refusal"]})
@@ -151,8 +161,11 @@ def _parts(content: Any, loc: str) -> list[dict[str, Any]]:
         elif t == "input_audio" and isinstance(p.get("input_audio"), dict):
             out.append({"type": "input_audio", "input_audio": p["input_audio"]})
         else:
-            raise _bad(f"Invalid value: '{t}'. Supported content types are input_text, "
-                       "input_image, input_file, input_audio and output_text.", f"{ploc}.type")
+            raise _bad(
+                f"Invalid value: '{t}'. Supported content types are input_text, "
+                "input_image, input_file, input_audio and output_text.",
+                f"{ploc}.type",
+            )
     return out
 
 
@@ -269,8 +282,11 @@ class _Messages:
         t = item["type"]
         call_id = item.get("call_id")
         if not isinstance(call_id, str) or not call_id:
-            raise _bad(f"Missing required parameter: '{loc}.call_id'.", f"{loc}.call_id",
-                       "missing_required_parameter")
+            raise _bad(
+                f"Missing required parameter: '{loc}.call_id'.",
+                f"{loc}.call_id",
+                "missing_required_parameter",
+            )
         ns = item.get("namespace") if isinstance(item.get("namespace"), str) else None
         if t == "local_shell_call":
             name = self.index.chat_name(LOCAL_SHELL, LOCAL_SHELL) or LOCAL_SHELL
@@ -278,8 +294,11 @@ class _Messages:
         else:
             raw = item.get("name")
             if not isinstance(raw, str) or not raw:
-                raise _bad(f"Missing required parameter: '{loc}.name'.", f"{loc}.name",
-                           "missing_required_parameter")
+                raise _bad(
+                    f"Missing required parameter: '{loc}.name'.",
+                    f"{loc}.name",
+                    "missing_required_parameter",
+                )
             kind = cast(ToolKind, _CALLS[t])
             name = self.index.chat_name(kind, raw, ns) or (f"{ns}__{raw}" if ns else raw)
             if t == "custom_tool_call":
@@ -298,8 +317,7 @@ class _Messages:
         call_id = item.get("call_id")
         if not isinstance(call_id, str) or call_id not in self.calls:
             raise _bad(
-                f"No tool call found for {_OUTPUTS[item['type']]} output with call_id "
-                f"{call_id}.",
+                f"No tool call found for {_OUTPUTS[item['type']]} output with call_id {call_id}.",
                 f"{loc}.call_id",
             )
         if call_id in self.answered:
@@ -375,11 +393,14 @@ def responses_to_chat(
         if body.get(k) is not None:
             raise _bad(why, k)
     if body.get("background") is True:
-        raise _bad("background responses need stored responses, which this gateway does not "
-                   "keep", "background")
+        raise _bad(
+            "background responses need stored responses, which this gateway does not keep",
+            "background",
+        )
 
     include = body.get("include")
-    reasoning_cfg = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+    rc = body.get("reasoning")
+    reasoning_cfg: dict[str, Any] = rc if isinstance(rc, dict) else {}
     ctx = ResponsesContext(
         requested_model=model,
         sealer=sealer,
@@ -397,11 +418,14 @@ def responses_to_chat(
     elif inp is None:
         items = []
     else:
-        raise _bad("Invalid type for 'input': expected one of a string or array of input items.",
-                   "input", "invalid_type")
+        raise _bad(
+            "Invalid type for 'input': expected one of a string or array of input items.",
+            "input",
+            "invalid_type",
+        )
 
     chat_tools = convert_tools(body.get("tools"), index, ctx.warn)
-    for i, it in enumerate(items):  # Codex's code mode declares tools in an input item
+    for it in items:  # Codex's code mode declares tools in an input item
         if isinstance(it, dict) and it.get("type") == "additional_tools":
             chat_tools += convert_tools(it.get("tools"), index, ctx.warn)
 
@@ -427,14 +451,19 @@ def responses_to_chat(
         elif t == "additional_tools":
             continue
         elif t == "item_reference":
-            raise _bad("item_reference needs stored items, which this gateway does not keep: "
-                       "send the item itself", f"{loc}.type")
+            raise _bad(
+                "item_reference needs stored items, which this gateway does not keep: "
+                "send the item itself",
+                f"{loc}.type",
+            )
         elif t in _HOSTED_ITEMS:
             ctx.warn(f"input item type {t!r} has no meaning on this backend; dropped")
         else:
             ctx.warn(f"unknown input item type {t!r}; dropped")
     messages = b.finish()
     if not messages:
+        if items:
+            raise _bad("input holds nothing to send: every item is empty or was dropped", "input")
         raise _bad("Missing required parameter: 'input'.", "input", "missing_required_parameter")
 
     chat: dict[str, Any] = {"model": model, "messages": messages}
@@ -449,8 +478,10 @@ def responses_to_chat(
     mt = body.get("max_output_tokens")
     if mt is not None:
         if not isinstance(mt, int) or isinstance(mt, bool) or mt < 1:
-            raise _bad(f"Invalid 'max_output_tokens': {mt!r}. Expected a positive integer.",
-                       "max_output_tokens")
+            raise _bad(
+                f"Invalid 'max_output_tokens': {mt!r}. Expected a positive integer.",
+                "max_output_tokens",
+            )
         chat["max_tokens"] = mt
     for k in ("temperature", "top_p"):
         v = body.get(k)
@@ -480,8 +511,17 @@ def responses_to_chat(
 
     ctx.echo = _echo(
         body,
-        ("instructions", "max_output_tokens", "metadata", "prompt_cache_key",
-         "safety_identifier", "service_tier", "temperature", "top_p", "user"),
+        (
+            "instructions",
+            "max_output_tokens",
+            "metadata",
+            "prompt_cache_key",
+            "safety_identifier",
+            "service_tier",
+            "temperature",
+            "top_p",
+            "user",
+        ),
     )
     ctx.echo["tools"] = body.get("tools") if isinstance(body.get("tools"), list) else []
     ctx.echo["tool_choice"] = body.get("tool_choice", "auto")
@@ -494,7 +534,8 @@ def responses_to_chat(
     ctx.echo["store"] = False
     ctx.echo["truncation"] = "disabled"
     ctx.input_tokens_estimate = (
-        estimate_openai_request_tokens(chat) if input_tokens_estimate is None
+        estimate_openai_request_tokens(chat)
+        if input_tokens_estimate is None
         else input_tokens_estimate
     )
     return chat, ctx

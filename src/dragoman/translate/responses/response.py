@@ -36,7 +36,9 @@ def _as_chunk(resp: dict[str, Any]) -> dict[str, Any]:
                 {**tc, "index": i} for i, tc in enumerate(calls) if isinstance(tc, dict)
             ]
         # a complete answer without a finish_reason finished normally
-        chunk["choices"] = [{"index": 0, "delta": delta, "finish_reason": ch.get("finish_reason") or "stop"}]
+        chunk["choices"] = [
+            {"index": 0, "delta": delta, "finish_reason": ch.get("finish_reason") or "stop"}
+        ]
     else:
         chunk["choices"] = [{"index": 0, "delta": {}, "finish_reason": "stop"}]
     if isinstance(resp.get("usage"), dict):

@@ -24,7 +24,7 @@ at the end (as :mod:`..stream_o2a` does).
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 
@@ -358,27 +358,36 @@ class ChatToResponsesStream:
             summary = self.ctx.summary_mode
             if not o.text:
                 if summary:
-                    part = {"type": "summary_text", "text": ""}
                     self._event(
-                        {"type": "response.reasoning_summary_part.added", **ref,
-                         "summary_index": 0, "part": part}
+                        {
+                            "type": "response.reasoning_summary_part.added",
+                            **ref,
+                            "summary_index": 0,
+                            "part": {"type": "summary_text", "text": ""},
+                        }
                     )
                 else:
-                    part = {"type": "reasoning_text", "text": ""}
                     self._event(
-                        {"type": "response.content_part.added", **ref, "content_index": 0,
-                         "part": part}
+                        {
+                            "type": "response.content_part.added",
+                            **ref,
+                            "content_index": 0,
+                            "part": {"type": "reasoning_text", "text": ""},
+                        }
                     )
             o.text.append(s)
             if summary:
                 self._event(
-                    {"type": "response.reasoning_summary_text.delta", **ref, "summary_index": 0,
-                     "delta": s}
+                    {
+                        "type": "response.reasoning_summary_text.delta",
+                        **ref,
+                        "summary_index": 0,
+                        "delta": s,
+                    }
                 )
             else:
                 self._event(
-                    {"type": "response.reasoning_text.delta", **ref, "content_index": 0,
-                     "delta": s}
+                    {"type": "response.reasoning_text.delta", **ref, "content_index": 0, "delta": s}
                 )
             return
         want = "output_text" if kind == "text" else "refusal"
@@ -391,15 +400,24 @@ class ChatToResponsesStream:
                 else {"type": "refusal", "refusal": ""}
             )
             self._event(
-                {"type": "response.content_part.added", **ref, "content_index": len(o.parts),
-                 "part": part}
+                {
+                    "type": "response.content_part.added",
+                    **ref,
+                    "content_index": len(o.parts),
+                    "part": part,
+                }
             )
         o.text.append(s)
         ci = len(o.parts)
         if want == "output_text":
             self._event(
-                {"type": "response.output_text.delta", **ref, "content_index": ci, "delta": s,
-                 "logprobs": []}
+                {
+                    "type": "response.output_text.delta",
+                    **ref,
+                    "content_index": ci,
+                    "delta": s,
+                    "logprobs": [],
+                }
             )
         else:
             self._event({"type": "response.refusal.delta", **ref, "content_index": ci, "delta": s})
@@ -411,9 +429,7 @@ class ChatToResponsesStream:
         text = "".join(o.text)
         part: dict[str, Any]
         if o.part_kind == "output_text":
-            self._event(
-                {"type": "response.output_text.done", **ref, "text": text, "logprobs": []}
-            )
+            self._event({"type": "response.output_text.done", **ref, "text": text, "logprobs": []})
             part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
         else:
             self._event({"type": "response.refusal.done", **ref, "refusal": text})
@@ -454,23 +470,34 @@ class ChatToResponsesStream:
             if self.ctx.summary_mode:
                 part = {"type": "summary_text", "text": text}
                 self._event(
-                    {"type": "response.reasoning_summary_text.done", **ref, "summary_index": 0,
-                     "text": text}
+                    {
+                        "type": "response.reasoning_summary_text.done",
+                        **ref,
+                        "summary_index": 0,
+                        "text": text,
+                    }
                 )
                 self._event(
-                    {"type": "response.reasoning_summary_part.done", **ref, "summary_index": 0,
-                     "part": part}
+                    {
+                        "type": "response.reasoning_summary_part.done",
+                        **ref,
+                        "summary_index": 0,
+                        "part": part,
+                    }
                 )
                 item["summary"] = [part]
             else:
                 part = {"type": "reasoning_text", "text": text}
                 self._event(
-                    {"type": "response.reasoning_text.done", **ref, "content_index": 0,
-                     "text": text}
+                    {
+                        "type": "response.reasoning_text.done",
+                        **ref,
+                        "content_index": 0,
+                        "text": text,
+                    }
                 )
                 self._event(
-                    {"type": "response.content_part.done", **ref, "content_index": 0,
-                     "part": part}
+                    {"type": "response.content_part.done", **ref, "content_index": 0, "part": part}
                 )
                 item["content"] = [part]
         sealer = self.ctx.sealer
@@ -507,9 +534,9 @@ class ChatToResponsesStream:
 
     def _on_tool_fragment(self, tc: dict[str, Any]) -> None:
         k = self._tool_key(tc)
-        fn = tc.get("function")
+        fn: dict[str, Any] = tc.get("function") or tc.get("custom") or {}
         if not isinstance(fn, dict):
-            fn = tc.get("custom") if isinstance(tc.get("custom"), dict) else {}
+            fn = {}
         t = self._tools.get(k)
         if t is None:
             t = self._tools[k] = _Tool()
@@ -562,8 +589,11 @@ class ChatToResponsesStream:
         o.tool = k
         t.item_id = o.id
         self._event(
-            {"type": "response.output_item.added", "output_index": idx,
-             "item": self._tool_item(t, ref, "in_progress", None)}
+            {
+                "type": "response.output_item.added",
+                "output_index": idx,
+                "item": self._tool_item(t, ref, "in_progress", None),
+            }
         )
         self._open = o
         self._stream_args(o, t)
@@ -572,15 +602,31 @@ class ChatToResponsesStream:
     def _tool_item(self, t: _Tool, ref: ToolRef, status: str, final: str | None) -> dict[str, Any]:
         item: dict[str, Any]
         if ref.kind == "custom":
-            item = {"id": t.item_id, "type": "custom_tool_call", "call_id": t.id,
-                    "name": ref.name, "input": final or ""}
+            item = {
+                "id": t.item_id,
+                "type": "custom_tool_call",
+                "call_id": t.id,
+                "name": ref.name,
+                "input": final or "",
+            }
         elif ref.kind == LOCAL_SHELL:
             action = local_shell_action(final or "")
-            item = {"id": t.item_id, "type": "local_shell_call", "call_id": t.id,
-                    "status": status, "action": action}
+            item = {
+                "id": t.item_id,
+                "type": "local_shell_call",
+                "call_id": t.id,
+                "status": status,
+                "action": action,
+            }
         else:
-            item = {"id": t.item_id, "type": "function_call", "status": status,
-                    "arguments": final or "", "call_id": t.id, "name": ref.name}
+            item = {
+                "id": t.item_id,
+                "type": "function_call",
+                "status": status,
+                "arguments": final or "",
+                "call_id": t.id,
+                "name": ref.name,
+            }
         if ref.namespace is not None:
             item["namespace"] = ref.namespace
         return item
@@ -592,8 +638,12 @@ class ChatToResponsesStream:
         text = t.text()
         if len(text) > t.sent:
             self._event(
-                {"type": "response.function_call_arguments.delta", "item_id": o.id,
-                 "output_index": o.index, "delta": text[t.sent :]}
+                {
+                    "type": "response.function_call_arguments.delta",
+                    "item_id": o.id,
+                    "output_index": o.index,
+                    "delta": text[t.sent :],
+                }
             )
             t.sent = len(text)
 
@@ -609,14 +659,21 @@ class ChatToResponsesStream:
                     {"type": "response.function_call_arguments.delta", **ref, "delta": "{}"}
                 )
                 args += "{}"
-            self._event({"type": "response.function_call_arguments.done", **ref,
-                         "arguments": args, "name": t.ref.name})
+            self._event(
+                {
+                    "type": "response.function_call_arguments.done",
+                    **ref,
+                    "arguments": args,
+                    "name": t.ref.name,
+                }
+            )
             final = args
         elif kind == "custom":
             final = unwrap_custom_input(t.text())
             if final:
-                self._event({"type": "response.custom_tool_call_input.delta", **ref,
-                             "delta": final})
+                self._event(
+                    {"type": "response.custom_tool_call_input.delta", **ref, "delta": final}
+                )
             self._event({"type": "response.custom_tool_call_input.done", **ref, "input": final})
         else:
             final = t.text()
@@ -641,16 +698,14 @@ class ChatToResponsesStream:
             elif kind == "carrier":
                 self._carrier(payload)
             else:
+                piece = cast(Kind, kind)
                 o = self._open
-                if o is not None and _belongs(o.kind, kind):
-                    self._delta(o, kind, payload)
+                if o is not None and _belongs(o.kind, piece):
+                    self._delta(o, piece, payload)
                 else:
                     self._close_open("completed")
-                    self._delta(
-                        self._start_item("reasoning" if kind == "reasoning" else "message"),
-                        kind,
-                        payload,
-                    )
+                    item = self._start_item("reasoning" if piece == "reasoning" else "message")
+                    self._delta(item, piece, payload)
 
 
 def _belongs(item_kind: str, piece: str) -> bool:

@@ -33,7 +33,7 @@ ToolKind = Literal["function", "custom", "local_shell"]
 
 #: the one argument of a custom tool's function form
 CUSTOM_ARG = "input"
-LOCAL_SHELL = "local_shell"
+LOCAL_SHELL: Literal["local_shell"] = "local_shell"
 _NS_SEP = "__"
 
 CUSTOM_NOTE = (
@@ -58,7 +58,7 @@ _LOCAL_SHELL_FN: dict[str, Any] = {
             "command": {
                 "type": "array",
                 "items": {"type": "string"},
-                "description": "The command and its arguments, e.g. [\"bash\", \"-lc\", \"ls\"].",
+                "description": 'The command and its arguments, e.g. ["bash", "-lc", "ls"].',
             },
             "workdir": {"type": "string", "description": "Working directory."},
             "timeout_ms": {"type": "integer", "description": "Timeout in milliseconds."},
@@ -191,7 +191,9 @@ def _add_tool(
         for j, sub in enumerate(inner if isinstance(inner, list) else ()):
             _add_tool(sub, f"{loc}.tools[{j}]", ns, index, out, warn)
     elif tt == LOCAL_SHELL and namespace is None:
-        out.append(_fn_tool({**_LOCAL_SHELL_FN, "name": index.add(ToolRef(LOCAL_SHELL, LOCAL_SHELL))}))
+        out.append(
+            _fn_tool({**_LOCAL_SHELL_FN, "name": index.add(ToolRef(LOCAL_SHELL, LOCAL_SHELL))})
+        )
     else:
         warn(f"tool type {tt!r} is not supported on this backend; dropped")
 
@@ -248,8 +250,10 @@ def _choice_name(x: Any, index: ToolIndex) -> str | None:
         return None
     ct = x.get("type")
     ns = x.get("namespace") if isinstance(x.get("namespace"), str) else None
-    if ct in ("function", "custom") and isinstance(x.get("name"), str):
-        return index.chat_name(ct, x["name"], ns)
+    if ct == "function" and isinstance(x.get("name"), str):
+        return index.chat_name("function", x["name"], ns)
+    if ct == "custom" and isinstance(x.get("name"), str):
+        return index.chat_name("custom", x["name"], ns)
     if ct == LOCAL_SHELL:
         return index.chat_name(LOCAL_SHELL, LOCAL_SHELL)
     return None
@@ -266,7 +270,9 @@ def custom_call_arguments(raw_input: Any) -> str:
 def local_shell_arguments(action: Any) -> str:
     """A ``local_shell_call``'s ``action`` -> the ``local_shell`` function's arguments."""
     a = action if isinstance(action, dict) else {}
-    args: dict[str, Any] = {"command": a.get("command") if isinstance(a.get("command"), list) else []}
+    args: dict[str, Any] = {
+        "command": a.get("command") if isinstance(a.get("command"), list) else []
+    }
     if isinstance(a.get("working_directory"), str):
         args["workdir"] = a["working_directory"]
     if isinstance(a.get("timeout_ms"), int):
@@ -288,7 +294,9 @@ def local_shell_action(arguments: str) -> dict[str, Any]:
     return {
         "type": "exec",
         "command": cmd,
-        "timeout_ms": timeout if isinstance(timeout, int) and not isinstance(timeout, bool) else None,
+        "timeout_ms": timeout
+        if isinstance(timeout, int) and not isinstance(timeout, bool)
+        else None,
         "working_directory": workdir if isinstance(workdir, str) else None,
         "env": {},
         "user": None,
