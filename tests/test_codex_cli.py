@@ -167,9 +167,9 @@ class TranslatorGateway:
         m = ChatToResponsesStream(ctx)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        raw = m.start()
+        raw = m.start() + m.ping()
         for c in chunks:
-            raw += m.feed(c)
+            raw += m.feed(c) + m.ping()
         raw += m.finish()
         self.raw.append(raw)
         await resp.write(raw)

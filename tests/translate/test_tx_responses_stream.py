@@ -348,6 +348,35 @@ def test_only_a_finish_gives_an_empty_completed_response() -> None:
     assert chk.terminal == "response.completed" and chk.items == []
 
 
+def test_keepalive_comments_are_invisible_to_readers() -> None:
+    m = ChatToResponsesStream(ctx_for())
+    assert m.ping() == b""  # not started
+    raw = m.start() + m.ping() + m.feed(delta(content="a")) + m.ping() + m.feed(finish())
+    raw += m.ping() + m.finish()
+    assert m.ping() == b""  # over
+    assert raw.count(b": keepalive\n\n") == 3
+    chk = check_responses_sse(raw)
+    validate_with_sdk(chk.events)
+    assert chk.text == "a"
+
+
+def test_long_arguments_in_tiny_fragments() -> None:
+    """10k fragments of a 100 KB argument: one delta per fragment, each sent once."""
+    ctx = ctx_for({"tools": TOOLS})
+    arg = json.dumps({"cmd": "x" * 100_000})
+    frags = [arg[i : i + 10] for i in range(0, len(arg), 10)]
+    chk, _ = run(
+        ctx,
+        [tool(0, "call_1", "exec_command", frags[0])]
+        + [tool(0, args=f) for f in frags[1:]]
+        + [finish("tool_calls")],
+        sdk=False,
+    )
+    deltas = [e["delta"] for e in chk.events if e["type"].endswith("arguments.delta")]
+    assert deltas == frags
+    assert chk.items[0]["arguments"] == arg
+
+
 def test_nothing_at_all_is_a_failure() -> None:
     chk, _ = run(ctx_for(), [])
     assert chk.terminal == "response.failed"

@@ -50,7 +50,7 @@ class _Tool:
         self.id: str | None = None  # upstream call id
         self.name: str | None = None  # upstream (Chat) function name
         self.args: list[str] = []
-        self.sent = 0  # characters of args already streamed as deltas
+        self.sent = 0  # fragments of args already streamed as deltas
         self.emitted = False
         self.item_id = ""
         self.ref: ToolRef | None = None
@@ -133,6 +133,12 @@ class ChatToResponsesStream:
             self._event({"type": "response.created", "response": base})
             self._event({"type": "response.in_progress", "response": base})
         return self._drain()
+
+    def ping(self) -> bytes:
+        """An SSE comment that keeps an idle stream alive (a model thinking for minutes behind a
+        bridge that sends nothing meanwhile; Codex gives up after 300 s of silence). Every SSE
+        reader skips comments; nothing once the stream is over or before it starts."""
+        return b": keepalive\n\n" if self._started and not self._done else b""
 
     def feed(self, chunk: dict[str, Any]) -> bytes:
         if self._done:
@@ -635,17 +641,16 @@ class ChatToResponsesStream:
         assert t.ref is not None
         if t.ref.kind != "function":
             return  # freeform input is sent whole, once the call is complete
-        text = t.text()
-        if len(text) > t.sent:
+        if len(t.args) > t.sent:  # the fragments not sent yet (linear in the arguments' size)
             self._event(
                 {
                     "type": "response.function_call_arguments.delta",
                     "item_id": o.id,
                     "output_index": o.index,
-                    "delta": text[t.sent :],
+                    "delta": "".join(t.args[t.sent :]),
                 }
             )
-            t.sent = len(text)
+            t.sent = len(t.args)
 
     def _close_tool(self, o: _Open, t: _Tool, status: str) -> None:
         assert t.ref is not None

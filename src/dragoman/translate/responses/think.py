@@ -9,6 +9,8 @@ from typing import Literal
 
 OPEN_TAG = "<think>"
 CLOSE_TAG = "</think>"
+#: leading whitespace held while undecided, at most (then it is plain text)
+_MAX_HELD = 256
 
 Piece = tuple[Literal["reasoning", "text"], str]
 
@@ -33,7 +35,8 @@ class ThinkSplitter:
         if self._state == "undecided":
             buf = self._buf + c
             probe = buf.lstrip()
-            if not probe or (len(probe) < len(OPEN_TAG) and OPEN_TAG.startswith(probe)):
+            undecided = not probe or (len(probe) < len(OPEN_TAG) and OPEN_TAG.startswith(probe))
+            if undecided and len(buf) <= _MAX_HELD:
                 self._buf = buf
                 return out
             self._buf = ""
