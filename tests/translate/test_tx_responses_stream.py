@@ -669,3 +669,23 @@ def test_every_upstream_stream_ends_in_exactly_one_well_formed_terminal(
         if ans["reasoning"]:
             r = open_reasoning(SEALER, chk.of_type("reasoning")[0]["encrypted_content"])
             assert r is not None and r.text == ans["reasoning"]
+
+
+def test_usage_both_ways() -> None:
+    from dragoman.translate.responses import usage_from_responses, usage_to_responses
+    from dragoman.usage import Usage
+
+    u = Usage(
+        input_tokens=70, output_tokens=9, cache_creation_input_tokens=10, cache_read_input_tokens=20
+    )
+    r = usage_to_responses(u, reasoning_tokens=4)
+    assert r == {
+        "input_tokens": 100,
+        "input_tokens_details": {"cached_tokens": 20, "cache_write_tokens": 10},
+        "output_tokens": 9,
+        "output_tokens_details": {"reasoning_tokens": 4},
+        "total_tokens": 109,
+    }
+    assert usage_from_responses(r) == u
+    assert usage_from_responses({"input_tokens": 5, "output_tokens": 1}) == Usage(5, 1)
+    assert usage_from_responses(None).estimated

@@ -12,6 +12,7 @@ from .request import responses_to_chat
 from .response import chat_to_response, chat_to_response_with_usage
 from .stream import ChatToResponsesStream
 from .tools import ToolIndex, ToolRef, unwrap_custom_input
+from .wire import usage_from_responses, usage_to_responses
 
 __all__ = [
     "THINKING_CARRIER",
@@ -27,4 +28,6 @@ __all__ = [
     "responses_to_chat",
     "seal_reasoning",
     "unwrap_custom_input",
+    "usage_from_responses",
+    "usage_to_responses",
 ]

@@ -1,7 +1,7 @@
 """Reasoning that leaks into ``content`` as ``<think>...</think>`` (a server run without a
-reasoning parser) is routed back to reasoning, as the Anthropic stream translator does
-(docs/translation.md). Only a ``<think>`` that opens the answer counts; a tag split across
-chunks is held until it can be decided."""
+reasoning parser) is routed back to reasoning, as the Anthropic stream translator
+(``stream_o2a``) does (docs/responses-integration.md, section 2). Only a ``<think>`` that opens
+the answer counts; a tag split across chunks is held until it can be decided."""
 
 from __future__ import annotations
 

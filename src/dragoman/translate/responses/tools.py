@@ -12,7 +12,7 @@
   ``file_search``, ``code_interpreter``, ``computer_use``, ``mcp``, ``tool_search``, hosted
   ``shell`` and ``apply_patch``...) are dropped with a warning.
 
-See docs/responses-integration.md, "Tools".
+See docs/responses-integration.md, section 2 ("Tools").
 """
 
 from __future__ import annotations

@@ -43,6 +43,26 @@ def usage_to_responses(u: Usage, reasoning_tokens: int = 0) -> dict[str, Any]:
     }
 
 
+def usage_from_responses(u: Any) -> Usage:
+    """A Responses ``usage`` (a native pass-through's ``response.completed``) -> the books'
+    Usage: OpenAI counts cached reads (and cache writes) inside ``input_tokens``."""
+    if not isinstance(u, dict):
+        return Usage(estimated=True)
+    d = u.get("input_tokens_details")
+    d = d if isinstance(d, dict) else {}
+
+    def n(v: Any) -> int:
+        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+    cached, written = n(d.get("cached_tokens")), n(d.get("cache_write_tokens"))
+    return Usage(
+        max(n(u.get("input_tokens")) - cached - written, 0),
+        n(u.get("output_tokens")),
+        written,
+        cached,
+    )
+
+
 def reasoning_tokens_of(u: Any) -> int:
     """``completion_tokens_details.reasoning_tokens`` of a Chat Completions usage, else 0."""
     if not isinstance(u, dict):
