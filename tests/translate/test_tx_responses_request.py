@@ -813,3 +813,100 @@ def test_every_history_becomes_a_valid_chat_request(
     # no two user messages in a row (strict chat templates reject them)
     roles = [x["role"] for x in m]
     assert all(not (a == b == "user") for a, b in itertools.pairwise(roles))
+
+
+# ------------------------------------------------------------------------------ fuzz
+
+_LEAF = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.text(max_size=5),
+    st.sampled_from(
+        [
+            "message",
+            "function_call",
+            "function_call_output",
+            "custom_tool_call",
+            "custom_tool_call_output",
+            "reasoning",
+            "local_shell_call",
+            "user",
+            "assistant",
+            "developer",
+            "input_text",
+            "input_image",
+            "output_text",
+            "function",
+            "custom",
+            "namespace",
+            "local_shell",
+            "call_1",
+            "auto",
+            "required",
+            "allowed_tools",
+            "json_schema",
+        ]
+    ),
+)
+_KEYS = st.sampled_from(
+    [
+        "type",
+        "role",
+        "content",
+        "text",
+        "name",
+        "call_id",
+        "arguments",
+        "input",
+        "output",
+        "tools",
+        "action",
+        "command",
+        "image_url",
+        "encrypted_content",
+        "summary",
+        "namespace",
+        "format",
+        "mode",
+        "parameters",
+        "file_data",
+        "detail",
+        "definition",
+    ]
+)
+_ANY = st.recursive(
+    _LEAF,
+    lambda ch: st.one_of(st.lists(ch, max_size=4), st.dictionaries(_KEYS, ch, max_size=5)),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.fixed_dictionaries(
+        {"model": st.just("m")},
+        optional={
+            k: _ANY
+            for k in (
+                "input",
+                "tools",
+                "tool_choice",
+                "instructions",
+                "text",
+                "reasoning",
+                "max_output_tokens",
+                "include",
+                "stream",
+                "parallel_tool_calls",
+            )
+        },
+    )
+)
+def test_any_body_is_served_or_a_400_never_an_exception(body: dict[str, Any]) -> None:
+    try:
+        c, _ = chat(body)
+    except InvalidRequestError as e:
+        assert e.status == 400 and e.message
+    else:
+        validate_chat_request(c)

@@ -361,9 +361,9 @@ def test_keepalive_comments_are_invisible_to_readers() -> None:
 
 
 def test_long_arguments_in_tiny_fragments() -> None:
-    """10k fragments of a 100 KB argument: one delta per fragment, each sent once."""
+    """2000 fragments of a 20 KB argument: one delta per fragment, each sent once."""
     ctx = ctx_for({"tools": TOOLS})
-    arg = json.dumps({"cmd": "x" * 100_000})
+    arg = json.dumps({"cmd": "x" * 20_000})
     frags = [arg[i : i + 10] for i in range(0, len(arg), 10)]
     chk, _ = run(
         ctx,
@@ -689,3 +689,64 @@ def test_usage_both_ways() -> None:
     assert usage_from_responses(r) == u
     assert usage_from_responses({"input_tokens": 5, "output_tokens": 1}) == Usage(5, 1)
     assert usage_from_responses(None).estimated
+
+
+_CHUNK = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-2, 3),
+        st.text(max_size=4),
+        st.sampled_from(
+            ["stop", "length", "tool_calls", "f", "p", "call_1", "thinking", "redacted_thinking"]
+        ),
+    ),
+    lambda ch: st.one_of(
+        st.lists(ch, max_size=3),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "choices",
+                    "delta",
+                    "index",
+                    "content",
+                    "reasoning",
+                    "reasoning_content",
+                    "tool_calls",
+                    "function",
+                    "arguments",
+                    "name",
+                    "id",
+                    "finish_reason",
+                    "usage",
+                    "error",
+                    "refusal",
+                    "message",
+                    THINKING_CARRIER,
+                    "prompt_tokens",
+                    "type",
+                    "thinking",
+                    "signature",
+                ]
+            ),
+            ch,
+            max_size=5,
+        ),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(_CHUNK, max_size=6))
+def test_garbage_from_upstream_still_ends_in_one_terminal(chunks: list[Any]) -> None:
+    m = ChatToResponsesStream(ctx_for({"tools": TOOLS}))
+    raw = m.start()
+    for c in chunks:
+        if isinstance(c, dict):
+            raw += m.feed(c)
+    raw += m.finish()
+    check_responses_sse(raw)
+    for c in chunks:
+        if isinstance(c, dict):
+            assert chat_to_response(c, ctx_for())["status"] in ("completed", "incomplete", "failed")

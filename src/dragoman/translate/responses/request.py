@@ -440,6 +440,8 @@ def responses_to_chat(
         t = it.get("type")
         if t is None and "role" in it:
             t = "message"
+        if not isinstance(t, str):
+            raise _bad(f"Invalid value for '{loc}.type': expected a string.", f"{loc}.type")
         if t == "message":
             b.message(it.get("role"), it.get("content"), loc)
         elif t == "reasoning":

@@ -37,7 +37,14 @@ from .context import ResponsesContext
 from .reasoning import THINKING_CARRIER, Reasoning, seal_reasoning, valid_block
 from .think import ThinkSplitter
 from .tools import LOCAL_SHELL, ToolRef, local_shell_action, unwrap_custom_input
-from .wire import failure, frame, new_id, reasoning_tokens_of, usage_to_responses
+from .wire import (
+    failure,
+    frame,
+    new_id,
+    reasoning_tokens_of,
+    usage_from_chat,
+    usage_to_responses,
+)
 
 Kind = Literal["reasoning", "text", "refusal"]
 _ITEM_PREFIX = {"function": "fc_", "custom": "ctc_", LOCAL_SHELL: "lsh_"}
@@ -118,7 +125,7 @@ class ChatToResponsesStream:
     @property
     def usage(self) -> Usage:
         if self._usage_raw is not None:
-            return Usage.from_openai(self._usage_raw)
+            return usage_from_chat(self._usage_raw)
         text = "".join(self._out_text)
         return Usage(
             self.ctx.input_tokens_estimate,

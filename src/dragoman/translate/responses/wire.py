@@ -43,6 +43,24 @@ def usage_to_responses(u: Usage, reasoning_tokens: int = 0) -> dict[str, Any]:
     }
 
 
+def _n(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+
+def usage_from_chat(u: dict[str, Any]) -> Usage:
+    """A Chat Completions ``usage`` -> Usage, reading only well-formed counts (an upstream's
+    garbage never becomes an exception mid-stream)."""
+    d = u.get("prompt_tokens_details")
+    d = d if isinstance(d, dict) else {}
+    cached, written = _n(d.get("cached_tokens")), _n(d.get("cache_write_tokens"))
+    return Usage(
+        max(_n(u.get("prompt_tokens")) - cached - written, 0),
+        _n(u.get("completion_tokens")),
+        written,
+        cached,
+    )
+
+
 def usage_from_responses(u: Any) -> Usage:
     """A Responses ``usage`` (a native pass-through's ``response.completed``) -> the books'
     Usage: OpenAI counts cached reads (and cache writes) inside ``input_tokens``."""
@@ -50,14 +68,10 @@ def usage_from_responses(u: Any) -> Usage:
         return Usage(estimated=True)
     d = u.get("input_tokens_details")
     d = d if isinstance(d, dict) else {}
-
-    def n(v: Any) -> int:
-        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
-
-    cached, written = n(d.get("cached_tokens")), n(d.get("cache_write_tokens"))
+    cached, written = _n(d.get("cached_tokens")), _n(d.get("cache_write_tokens"))
     return Usage(
-        max(n(u.get("input_tokens")) - cached - written, 0),
-        n(u.get("output_tokens")),
+        max(_n(u.get("input_tokens")) - cached - written, 0),
+        _n(u.get("output_tokens")),
         written,
         cached,
     )
