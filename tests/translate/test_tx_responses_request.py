@@ -351,6 +351,7 @@ def test_unpaired_tool_calls_are_400_in_openai_words(items: list[Any], message: 
     with pytest.raises(InvalidRequestError) as e:
         chat({"input": items})
     assert e.value.message == message
+    assert e.value.param == ("input[1].call_id" if "Missing" in message else "input")
 
 
 @pytest.mark.parametrize(

@@ -318,7 +318,7 @@ class _Messages:
         if not isinstance(call_id, str) or call_id not in self.calls:
             raise _bad(
                 f"No tool call found for {_OUTPUTS[item['type']]} output with call_id {call_id}.",
-                f"{loc}.call_id",
+                "input",  # api.openai.com names the whole input
             )
         if call_id in self.answered:
             self.ctx.warn("a second output for the same tool call was dropped")
