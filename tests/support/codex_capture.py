@@ -51,6 +51,7 @@ def capture(outdir: Path) -> list[Path]:
                 "path": request.path,
                 "query": dict(request.query),
                 "headers": dict(request.headers),
+                "body": None,
             }
         )
         return web.json_response(catalog)
