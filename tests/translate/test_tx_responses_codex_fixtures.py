@@ -133,3 +133,20 @@ def test_a_codex_loop_through_the_translators() -> None:
         },
         {"role": "tool", "tool_call_id": "call_x", "content": "ok"},
     ]
+
+
+def test_the_chat_requests_go_through_the_anthropic_bridge() -> None:
+    """What the Responses front builds is a Chat request the O->A translator already takes."""
+    from dragoman.translate import openai_to_anthropic_request
+    from dragoman.translate.context import Target
+
+    for n in (1, 2, 3):
+        chat, _ = responses_to_chat(body(n), sealer=SEALER)
+        a, _ = openai_to_anthropic_request(chat, Target("claude-sonnet-4-5", "qwen3-coder"))
+        assert [m["role"] for m in a["messages"]] == ["user", "assistant"] * (n - 1) + ["user"]
+        assert a["system"][0]["text"].startswith("You are a coding agent")
+        names = [t["name"] for t in a["tools"]]
+        assert "apply_patch" in names and "exec_command" in names
+        if n == 3:
+            tool_use = a["messages"][-2]["content"][-1]
+            assert tool_use["type"] == "tool_use" and tool_use["input"] == {"input": PATCH}
