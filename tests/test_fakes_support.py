@@ -194,7 +194,10 @@ def test_fixture_loaders() -> None:
         if name.endswith(".json"):
             data = load_json(name)
             assert set(data) >= {"method", "path", "headers", "body"}
-            assert data["headers"]["anthropic-version"] == "2023-06-01"
+            if name.startswith("claude_code_"):
+                assert data["headers"]["anthropic-version"] == "2023-06-01"
+            else:  # codex_*: recorded from the Codex CLI (tests/fixtures/README.md)
+                assert data["codex_version"] == "0.171.0"
         elif name.endswith(".sse"):
             frames = load_sse_frames(name)
             assert frames and all(f.endswith(b"\n\n") for f in frames)

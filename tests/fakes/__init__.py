@@ -11,6 +11,7 @@ from .anthropic_upstream import (
     tool_use_block,
 )
 from .common import RawStream, RecordedRequest
+from .openai_responses import ResponsesReply, r_call, r_custom, r_message, r_reasoning
 from .openai_upstream import ChatReply, FakeOpenAI, ToolCall
 from .openai_upstream import ErrorReply as OpenAIErrorReply
 
@@ -23,8 +24,13 @@ __all__ = [
     "RawStream",
     "RecordedRequest",
     "Reply",
+    "ResponsesReply",
     "ToolCall",
     "error_reply",
+    "r_call",
+    "r_custom",
+    "r_message",
+    "r_reasoning",
     "text_block",
     "thinking_block",
     "tool_use_block",

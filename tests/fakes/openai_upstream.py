@@ -1,6 +1,8 @@
 """A fake OpenAI-compatible server: vLLM (default), api.openai.com, Ollama or api.mistral.ai.
 
-Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models`` (and
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/responses`` (the
+modes whose server serves the Responses API: tests/fakes/openai_responses.py),
+``GET /v1/models`` (and
 ``/v1/models/{id}`` for openai/ollama); vLLM only: ``POST /tokenize`` and ``GET /health`` (not
 under ``/v1``, and not behind the API key — like vLLM's ``--api-key`` middleware); Ollama only:
 ``GET /`` ("Ollama is running").
@@ -47,7 +49,10 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
-from . import tokens
+from . import (
+    openai_responses,  # the Responses endpoint (imports this module back)
+    tokens,
+)
 from .common import (
     RECORDED,
     CutMode,
@@ -451,6 +456,7 @@ class FakeOpenAI(FakeUpstream):
         validate: bool = True,
         default_text: str | None = None,
         detectable: bool = True,
+        responses: bool | None = None,
     ) -> None:
         super().__init__()
         if mode not in BASE:
@@ -484,6 +490,12 @@ class FakeOpenAI(FakeUpstream):
         self.emit_stop_reason = mode == "vllm" if emit_stop_reason is None else emit_stop_reason
         self.validate = validate
         self.default_text = default_text or DEFAULT_TEXT[mode]
+        #: serves ``POST /v1/responses`` (default: the modes whose real server does)
+        self.responses = (
+            mode in openai_responses.SERVES_RESPONSES if responses is None else responses
+        )
+        #: stored responses and issued reasoning blobs (cleared by ``reset``)
+        self.responses_state = openai_responses.ResponsesState()
 
     # ------------------------------------------------------------------ helpers for tests
     def count_prompt_tokens(self, body: Mapping[str, Any]) -> int:
@@ -500,6 +512,7 @@ class FakeOpenAI(FakeUpstream):
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._middleware])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/responses", self._responses)
         app.router.add_get("/v1/models", self._list_models)
         if self.mode == "vllm":
             app.router.add_post("/tokenize", self._tokenize)
@@ -526,6 +539,10 @@ class FakeOpenAI(FakeUpstream):
         super().reset()
         with self._lock:
             self.probes.clear()
+        self.responses_state.clear()
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        return await openai_responses.handle_responses(self, request)
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
