@@ -84,42 +84,14 @@ def model_table(cfg: Config) -> str:
     return "\n".join(lines)
 
 
-async def open_books(cfg: Config) -> tuple[Any, dict[str, str]]:
-    """The accountant (when the store is on) and the provider keys kept in it as credentials.
-
-    Shared by ``serve`` and the library (``Gateway``); a missing credential is a ``ConfigError``.
-    """
-    if not cfg.store.enabled:
-        return None, {}
-    from .accounting import Accountant
-
-    accountant = await Accountant.create(cfg)
-    api_keys: dict[str, str] = {}
-    try:
-        for name, p in cfg.providers.items():
-            if p.credential:
-                secret = await accountant.credential(p.credential)
-                if secret is None:
-                    raise ConfigError(
-                        f"{cfg.source}: providers.{name}.credential: no stored credential "
-                        f"named {p.credential!r}"
-                    )
-                api_keys[name] = secret
-    except BaseException:
-        await accountant.close()
-        raise
-    return accountant, api_keys
-
-
 async def build(cfg: Config) -> tuple[Any, Any]:
-    """Engine and accountant for a config (the store opens when enabled)."""
-    from .engine import Engine
+    """The gateway core and its accountant for a config (``bootstrap.build``)."""
+    from .bootstrap import build as build_core
 
     try:
-        accountant, api_keys = await open_books(cfg)
+        return await build_core(cfg)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
-    return Engine(cfg, accountant=accountant, api_keys=api_keys), accountant
 
 
 async def _serve(cfg: Config, require_healthy: bool) -> int:
@@ -127,7 +99,7 @@ async def _serve(cfg: Config, require_healthy: bool) -> int:
 
     from .server.app import create_app
 
-    engine, accountant = await build(cfg)
+    gateway, accountant = await build(cfg)
     if accountant is not None:
         unpriced = accountant.prices.unpriced()
         if unpriced:
@@ -136,7 +108,7 @@ async def _serve(cfg: Config, require_healthy: bool) -> int:
                 "402 until priced in accounting.prices or models.<name>.prices): %s",
                 ", ".join(unpriced),
             )
-    health, flavors = await asyncio.gather(engine.check_providers(), engine.detect_flavors())
+    health, flavors = await asyncio.gather(gateway.check_providers(), gateway.detect_flavors())
     for name, det in flavors.items():
         log.info("provider %s is %s (%s)", name, det.flavor, det.how)
     down = []
@@ -148,11 +120,11 @@ async def _serve(cfg: Config, require_healthy: bool) -> int:
             down.append(name)
     if down and require_healthy:
         log.error("refusing to start: provider(s) down: %s", ", ".join(down))
-        await engine.close()
+        await gateway.close()
         if accountant is not None:
             await accountant.close()
         return 1
-    app = create_app(cfg, engine, accountant)
+    app = create_app(cfg, gateway, accountant)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     # Everything imported and built so far lives as long as the process: keep it out of the
@@ -179,7 +151,7 @@ async def _serve(cfg: Config, require_healthy: bool) -> int:
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
-    await runner.cleanup()  # closes the engine and the accountant (app.on_cleanup)
+    await runner.cleanup()  # closes the gateway and the accountant (app.on_cleanup)
     return 0
 
 
@@ -201,20 +173,20 @@ def route(config: str | None, dialect: str, request: Any) -> None:
         raise click.ClickException(f"{request.name}: not valid JSON: {e}") from None
     if dialect == "auto":
         dialect = _guess_dialect(body)
-    from .engine import Engine
+    from .bootstrap import build_gateway
     from .errors import DragomanError
 
-    engine = Engine(cfg)
+    gateway = build_gateway(cfg)
     try:
-        d = engine.explain(dialect, body)
+        d = gateway.explain(dialect, body)
     except DragomanError as e:
         raise click.ClickException(f"{e.status} {e.type}: {e.message}") from None
 
     async def ask() -> None:  # flavor: auto asks each server what it is (short timeouts)
         try:
-            await engine.detect_flavors()
+            await gateway.detect_flavors()
         finally:
-            await engine.close()
+            await gateway.close()
 
     asyncio.run(ask())
     r = d.route
@@ -248,7 +220,7 @@ def route(config: str | None, dialect: str, request: Any) -> None:
             f"deployment:  {dep.name}: provider {dep.provider.name} ({kind}), upstream model "
             f"{dep.upstream_model!r}, weight {dep.weight:g}{hints}, {path}"
         )
-        det = engine.detections[dep.provider.name]
+        det = gateway.detections[dep.provider.name]
         window = r.config.context_window
         where = "configured"
         if window is None and det.context_window(dep.upstream_model):

@@ -1,4 +1,4 @@
-"""The engine in-process, without a server: ``dragoman.Gateway``.
+"""The gateway in-process, without a server: ``dragoman.Gateway``.
 
     gw = dragoman.Gateway.from_config("dragoman.yaml")          # or a dict
     coder = gw.get_model_instance("coder")
@@ -8,14 +8,15 @@
         for chunk in chunks: ...
     msg = coder.invoke_messages({"max_tokens": 256, "messages": [...]})          # Anthropic shape
 
-The same ``Engine`` the server uses does the work: same routing, retries, cooldowns,
-fallbacks, translation, typed errors (``dragoman.errors``) and books. What the server says in its
-``x-dragoman-*`` headers the library says in ``Meta``: on a complete answer (``Reply.meta``, the
-answer itself is the dialect's JSON object, a ``dict``), on a stream (``.meta``, once the first
-event arrived) and on every ``DragomanError`` (``.model``, ``.deployment``, ``.attempts``,
-``.retry_after``). An error's ``.status`` is the canonical (Anthropic) one whichever shape was
-called: an overloaded upstream is ``OverloadedError`` with status 529, which the server's OpenAI
-front answers as 503 (OpenAI clients know no 529; ``protocols.openai.OPENAI_STATUS``).
+The same gateway core the server uses does the work (built by ``bootstrap.py``): same routing,
+retries, cooldowns, fallbacks, translation, typed errors (``dragoman.errors``) and books. What
+the server says in its ``x-dragoman-*`` headers the library says in ``Meta``: on a complete
+answer (``Reply.meta``, the answer itself is the dialect's JSON object, a ``dict``), on a stream
+(``.meta``, once the first event arrived) and on every ``DragomanError`` (``.model``,
+``.deployment``, ``.attempts``, ``.retry_after``). An error's ``.status`` is the canonical
+(Anthropic) one whichever shape was called: an overloaded upstream is ``OverloadedError`` with
+status 529, which the server's OpenAI front answers as 503 (OpenAI clients know no 529;
+``protocols.openai.OPENAI_STATUS``).
 
 Requests are taken as the server takes them: an Anthropic-shaped request without
 ``max_tokens`` is an ``InvalidRequestError``, as it is from the server and from Anthropic.
@@ -42,8 +43,10 @@ from typing import Any
 
 import orjson
 
+from .bootstrap import build_gateway, open_books
 from .config import Config, ConfigError, load_config, load_config_dict
-from .engine import Engine, Result
+from .core.exchange import Reply as Result
+from .core.gateway import Gateway as Core
 from .errors import DragomanError, error_for
 from .protocols.sse import SSEParser
 
@@ -80,24 +83,25 @@ class Reply(dict[str, Any]):
 
 
 class Gateway:
-    """Owns an engine (and, for the sync API, a private event loop thread)."""
+    """Owns a gateway core (and, for the sync API, a private event loop thread)."""
 
-    def __init__(self, config: Config, *, engine: Engine | None = None, **engine_kw: Any) -> None:
-        """``engine_kw`` go to ``Engine`` (e.g. ``sleep=``, ``clock=``, ``rng=`` in tests).
+    def __init__(self, config: Config, *, core: Core | None = None, **core_kw: Any) -> None:
+        """``core_kw`` go to ``bootstrap.build_gateway`` (``sleep=``, ``clock=``, ``rng=`` in
+        tests).
 
-        A given ``engine`` is used as it is (with its own accountant, or none); otherwise the
+        A given ``core`` is used as it is (with its own accountant, or none); otherwise the
         store opens at the first request when ``config.store.enabled``.
         """
-        if engine is None and not config.store.enabled and config.accounting.budgets:
+        if core is None and not config.store.enabled and config.accounting.budgets:
             raise ConfigError(
                 f"{config.source}: accounting.budgets needs the store (store.enabled: true); "
                 "without it no budget would be enforced"
             )
         self.config = config
-        self.engine = engine or Engine(config, **engine_kw)
-        self.accountant: Any = self.engine.accountant
-        self._engine_kw = engine_kw
-        self._books_pending = engine is None and config.store.enabled
+        self.core = core or build_gateway(config, **core_kw)
+        self.accountant: Any = self.core.accountant
+        self._core_kw = core_kw
+        self._books_pending = core is None and config.store.enabled
         self._opening: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -149,25 +153,25 @@ class Gateway:
             if m.get("context_window"):
                 entry["context_window"] = m["context_window"]
             data["models"][m["name"]] = entry
-        engine_kw = {k: extra.pop(k) for k in ("sleep", "clock", "rng", "engine") if k in extra}
+        core_kw = {k: extra.pop(k) for k in ("sleep", "clock", "rng", "core") if k in extra}
         data.update(extra)
-        return cls(load_config_dict(data, source="<objects>"), **engine_kw)
+        return cls(load_config_dict(data, source="<objects>"), **core_kw)
 
     # -- models ------------------------------------------------------------------------------
 
     def get_model_instance(self, name: str) -> ModelInstance:
         """A handle on a model (aliases and patterns resolve as in the server)."""
-        self.engine.models.resolve(name)  # ModelNotFoundError now rather than at first call
+        self.core.models.resolve(name)  # ModelNotFoundError now rather than at first call
         return ModelInstance(self, name)
 
     def list_models(self) -> list[dict[str, Any]]:
         """The configured models, as ``GET /v1/models`` lists them (id, limits, owner)."""
-        return self.engine.list_models()
+        return self.core.list_models()
 
     # -- books -------------------------------------------------------------------------------
 
-    async def _ready(self) -> Engine:
-        """The engine, once the store (when on) is open: at the first request, in its loop."""
+    async def _ready(self) -> Core:
+        """The core, once the store (when on) is open: at the first request, in its loop."""
         if self._books_pending:
             if self._opening is None:
                 self._opening = asyncio.Lock()
@@ -175,20 +179,18 @@ class Gateway:
                 if self._books_pending:
                     await self._open_books()
                     self._books_pending = False
-        return self.engine
+        return self.core
 
     async def _open_books(self) -> None:
-        from .cli import open_books
-
         accountant, api_keys = await open_books(self.config)
         if api_keys:  # provider keys kept in the store: the providers are built with them
-            old = self.engine
-            self.engine = Engine(
-                self.config, accountant=accountant, api_keys=api_keys, **self._engine_kw
+            old = self.core
+            self.core = build_gateway(
+                self.config, accountant=accountant, api_keys=api_keys, **self._core_kw
             )
             await old.close()
         else:
-            self.engine.accountant = accountant
+            self.core.accountant = accountant
         self.accountant = accountant
 
     # -- sync plumbing -----------------------------------------------------------------------
@@ -202,7 +204,7 @@ class Gateway:
 
     async def aclose(self) -> None:
         """Close the upstream connections and the store (queued usage rows are written)."""
-        await self.engine.close()
+        await self.core.close()
         if self.accountant is not None:
             await self.accountant.close()
 
@@ -235,13 +237,15 @@ class ModelInstance:
         self.name = name
 
     async def _call(self, anthropic: bool, request: Mapping[str, Any], stream: bool) -> Result:
-        engine = await self.gateway._ready()
+        core = await self.gateway._ready()
         # the body the server would get from a client: ``stream`` only when streaming
         body = {k: v for k, v in request.items() if k != "stream"}
         body["model"] = self.name
         if stream:
             body["stream"] = True
-        return await (engine.messages(body) if anthropic else engine.chat(body))
+        if anthropic:
+            return await core.messages(body, trusted=True)
+        return await core.chat(body, trusted=True)
 
     async def _reply(self, anthropic: bool, request: Mapping[str, Any]) -> Reply:
         result = await self._call(anthropic, request, False)
@@ -280,8 +284,10 @@ class ModelInstance:
     async def acount_tokens(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /v1/messages/count_tokens`` (Anthropic shape): the upstream's count when it
         has one, else the estimate."""
-        engine = await self.gateway._ready()
-        return await engine.count_tokens({**request, "model": self.name})
+        core = await self.gateway._ready()
+        reply = await core.count_tokens({**request, "model": self.name}, trusted=True)
+        got: dict[str, Any] = reply.json()
+        return got
 
     def count_tokens(self, request: Mapping[str, Any]) -> dict[str, Any]:
         got: dict[str, Any] = self.gateway._run(self.acount_tokens(request))

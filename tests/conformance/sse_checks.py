@@ -328,7 +328,8 @@ def check_openai_sse(raw: bytes, *, allow_error: bool = False) -> CheckedChunks:
     """Hold a Chat Completions stream to §6.5: ``data:`` lines only, one id for all chunks,
     ``chat.completion.chunk`` objects, tool calls with id+name on their first fragment and
     indices 0, 1, 2..., exactly one finish_reason, usage only on a trailing ``choices: []``
-    chunk, ``[DONE]`` last and nothing after it."""
+    chunk, ``[DONE]`` last and nothing after it; a failed stream ends with one error chunk and
+    no ``[DONE]``."""
     frames = split_frames(raw)
     out = CheckedChunks()
     done = False
@@ -379,10 +380,12 @@ def check_openai_sse(raw: bytes, *, allow_error: bool = False) -> CheckedChunks:
             assert ch["finish_reason"] in FINISH_REASONS, ch
             out.finish_reason = ch["finish_reason"]
     assert len(ids) <= 1, f"chunks carry different ids: {ids}"
-    assert done, "stream did not end with [DONE]"
     if out.error is None:
+        assert done, "stream did not end with [DONE]"
         assert out.finish_reason is not None, "no finish_reason in the stream"
     else:
         assert allow_error
+        # a failed stream never ends like a complete one (docs/protocols.md, "Stream endings")
+        assert not done, "[DONE] after an error chunk"
     out.tool_calls = [calls[k] for k in sorted(calls)]
     return out

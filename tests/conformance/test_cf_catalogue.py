@@ -807,7 +807,7 @@ def test_07_usage_split_and_streamed_cost(
     assert outcome.usage is not None and not outcome.usage.estimated
     assert (outcome.usage.input_tokens, outcome.usage.cache_read_input_tokens) == (700, 300)
     assert outcome.usage.output_tokens == 40
-    price = PriceBook(stack.engine.config).price_for(outcome.model, outcome.deployment)
+    price = PriceBook(stack.gateway.config).price_for(outcome.model, outcome.deployment)
     if price.input or price.output:
         assert cost(price, outcome.usage) > 0
 

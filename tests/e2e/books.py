@@ -185,8 +185,8 @@ def serve_config(cfg: dict[str, Any]) -> Any:
     config = load_config_dict(cfg)
 
     async def make_app() -> Any:
-        engine, accountant = await build(config)
-        return create_app(config, engine, accountant)
+        gateway, accountant = await build(config)
+        return create_app(config, gateway, accountant)
 
     return ServerThread(make_app, shutdown_timeout=0.5, handler_cancellation=True).start()
 

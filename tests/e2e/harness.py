@@ -105,8 +105,8 @@ class Stack:
         down or counting failures: cross-request state must stay visible (tests-review #1)."""
         for f in self.fakes:
             f.reset()
-        assert_healthy(self.engine)
-        for det in self.engine.detections.values():
+        assert_healthy(self.gateway)
+        for det in self.gateway.detections.values():
             det.reasoning_fields.clear()  # what earlier tests' answers taught it
 
     def check(self, *, leaves_cooldown: bool = False) -> None:
@@ -115,18 +115,18 @@ class Stack:
         are cleared here, openly)."""
         try:
             assert_consumed(*self.fakes)
-            assert_settled(self.engine)
+            assert_settled(self.gateway)
             if not leaves_cooldown:
-                assert_healthy(self.engine)
+                assert_healthy(self.gateway)
         finally:
-            forget_health(self.engine)
+            forget_health(self.gateway)
 
     @property
-    def engine(self) -> Any:
-        from dragoman.server.app import ENGINE
+    def gateway(self) -> Any:
+        from dragoman.server.app import GATEWAY
 
         assert self.server.app is not None
-        return self.server.app[ENGINE]
+        return self.server.app[GATEWAY]
 
 
 def start_stack(
@@ -153,8 +153,8 @@ def start_stack(
         # built as `dragoman serve` builds it (stored credentials resolved, store opened)
         if not store:
             config.store.enabled = False
-        engine, accountant = await build(config)
-        return create_app(config, engine, accountant)
+        gateway, accountant = await build(config)
+        return create_app(config, gateway, accountant)
 
     # as `dragoman serve` runs it: handlers are cancelled when their client disconnects
     server = ServerThread(make_app, shutdown_timeout=0.5, handler_cancellation=True).start()

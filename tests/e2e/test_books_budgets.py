@@ -108,7 +108,7 @@ def test_budgets_follow_the_deployment_that_served(bstack: tuple[Stack, str]) ->
     cost is at the prices of the deployment that served."""
     s, url = bstack
     s.reset()
-    s.engine.rng = random.Random(7)  # the weighted choice between the two deployments
+    s.gateway.rng = random.Random(7)  # the weighted choice between the two deployments
     key = books.new_key(s)
     served: dict[str, int] = {}
     i = 0

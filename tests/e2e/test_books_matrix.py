@@ -186,7 +186,7 @@ def test_charged_for_what_was_delivered(
     def settled() -> list[Any]:
         rows = books.usage_rows(s, url, where)
         pending = books.ledger_rows(s, url, where + " AND status = 'pending'", "id")
-        inflight = s.engine.models.get(model).deployments[0].inflight
+        inflight = s.gateway.models.get(model).deployments[0].inflight
         return rows if rows and not pending and inflight == 0 else []
 
     books.wait_until(settled, f"the books of {path} {scenario}")

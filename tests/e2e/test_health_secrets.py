@@ -55,7 +55,7 @@ def test_health_degraded_while_a_model_cools_down(stack: Stack) -> None:
     assert dep["cooldown_remaining_s"] > 0 and dep["last_error"].startswith("429")
     # other models still serve; the gateway as a whole is degraded, not down
     assert h["deployments"]["claude-sonnet-4-5"][0]["state"] == "ok"
-    forget_health(stack.engine)
+    forget_health(stack.gateway)
     assert http.get(stack.url + "/health").json()["status"] == "ok"
 
 

@@ -301,7 +301,7 @@ def test_client_disconnect_closes_upstream_at_once(
         raise AssertionError("the upstream stream was not closed after the client left")
     assert time.monotonic() - t0 < 1.5
     deadline = time.monotonic() + 2
-    dep = stack.engine.models.get(model).deployments[0]
+    dep = stack.gateway.models.get(model).deployments[0]
     while dep.inflight and time.monotonic() < deadline:
         time.sleep(0.02)
     assert dep.inflight == 0
@@ -311,7 +311,7 @@ def test_client_disconnect_closes_upstream_at_once(
 def test_broken_streams_count_against_deployment_health(stack: Stack) -> None:
     """Streams that break after they started are failures of the deployment: enough of them
     in the window cool it down (allowed_fails, default 3)."""
-    dep = stack.engine.models.get("coder").deployments[0]
+    dep = stack.gateway.models.get("coder").deployments[0]
     for _ in range(3):
         stack.vllm.enqueue(ChatReply(content="a long answer " * 10, cut_after=4))
         http.post(

@@ -19,9 +19,10 @@ from tests.fakes import ChatReply, FakeAnthropic, FakeOpenAI, ToolCall
 from tests.support import http
 from tests.support.servers import ServerThread
 
+from dragoman.bootstrap import build_gateway
 from dragoman.cli import main
 from dragoman.config import load_config_dict
-from dragoman.engine import Engine
+from dragoman.core.gateway import Gateway
 from dragoman.server.app import create_app
 from dragoman.tokens import estimate_anthropic_request_tokens, estimate_openai_request_tokens
 
@@ -311,11 +312,11 @@ def test_a_server_down_at_start_is_asked_again_later() -> None:
             "store": {"enabled": False},
         }
     )
-    engine_box: dict[str, Engine] = {}
+    engine_box: dict[str, Gateway] = {}
 
     def make_app() -> Any:
-        engine_box["e"] = Engine(cfg, clock=lambda: now[0])
-        return create_app(cfg, engine=engine_box["e"])
+        engine_box["e"] = build_gateway(cfg, clock=lambda: now[0])
+        return create_app(cfg, gateway=engine_box["e"])
 
     gw = ServerThread(make_app, shutdown_timeout=0.5).start()
     try:

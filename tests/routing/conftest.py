@@ -1,4 +1,4 @@
-"""Fixtures: fakes once per module; a fresh engine (server or library) per test.
+"""Fixtures: fakes once per module; a fresh gateway (server or library) per test.
 
 After each test every scripted upstream reply must have been consumed (none answered in the
 upstream's place) and no deployment may still count a request in flight.
@@ -51,7 +51,7 @@ def make_driver(request: pytest.FixtureRequest, fakes: Fakes) -> Iterator[Callab
     yield make
     try:
         for d in made:
-            assert_settled(d.engine)
+            assert_settled(d.gateway)
         assert_consumed(*fakes.all)
     finally:
         for d in made:

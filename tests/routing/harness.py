@@ -2,10 +2,10 @@
 
 Every behaviour is exercised twice, through the same ``Driver`` interface:
 
-* ``ServerDriver``: a real dragoman server (aiohttp, own thread) whose ``Engine`` is built with
-  the test's fake clock and recording sleep (``create_app(config, engine=Engine(...))``), driven
-  over raw HTTP;
-* ``LibraryDriver``: ``dragoman.Gateway`` with the same engine arguments, driven through
+* ``ServerDriver``: a real dragoman server (aiohttp, own thread) whose gateway core is built with
+  the test's fake clock and recording sleep
+  (``create_app(config, gateway=build_gateway(...))``), driven over raw HTTP;
+* ``LibraryDriver``: ``dragoman.Gateway`` with the same core arguments, driven through
   ``get_model_instance(...).invoke_messages / invoke_llm / stream_*``.
 
 Nothing sleeps for real backoff times: ``FakeTime.sleep`` records the delay and moves the fake
@@ -26,8 +26,9 @@ from tests.support.servers import ServerThread
 from tests.support.sockets import FullBacklogPort, RefusedPort, SilentPort
 
 import dragoman
+from dragoman.bootstrap import build_gateway
 from dragoman.config import load_config_dict
-from dragoman.engine import Engine
+from dragoman.core.gateway import Gateway as Core
 from dragoman.errors import DragomanError
 from dragoman.protocols import anthropic as pa
 from dragoman.protocols import openai as po
@@ -312,7 +313,7 @@ class Driver:
     kind = ""
     time: FakeTime
     rng: random.Random
-    engine: Engine
+    gateway: Core
 
     def messages(self, body: dict[str, Any]) -> Resp:
         raise NotImplementedError
@@ -333,17 +334,17 @@ class ServerDriver(Driver):
 
     def __init__(self, config: Any, time: FakeTime, rng: random.Random) -> None:
         self.time, self.rng = time, rng
-        holder: dict[str, Engine] = {}
+        holder: dict[str, Core] = {}
 
         async def make_app() -> Any:
-            holder["engine"] = Engine(config, sleep=time.sleep, clock=time.clock, rng=rng)
-            return create_app(config, engine=holder["engine"])
+            holder["gateway"] = build_gateway(config, sleep=time.sleep, clock=time.clock, rng=rng)
+            return create_app(config, gateway=holder["gateway"])
 
         # as `dragoman serve` runs it: a handler is cancelled when its client goes away
         self.server = ServerThread(
             make_app, shutdown_timeout=0.3, handler_cancellation=True
         ).start()
-        self.engine = holder["engine"]
+        self.gateway = holder["gateway"]
         self.url = self.server.url
 
     def _post(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> Resp:
@@ -391,7 +392,7 @@ class LibraryDriver(Driver):
     def __init__(self, config: Any, time: FakeTime, rng: random.Random) -> None:
         self.time, self.rng = time, rng
         self.gw = dragoman.Gateway(config, sleep=time.sleep, clock=time.clock, rng=rng)
-        self.engine = self.gw.engine
+        self.gateway = self.gw.core
         self.gw._run(asyncio.sleep(0))  # start the loop thread before any concurrent use
 
     @staticmethod
@@ -447,7 +448,7 @@ class LibraryDriver(Driver):
         return self._call(body, False)
 
     def states(self) -> dict[str, dict[str, Any]]:
-        return {d["name"]: d for deps in self.engine.deployment_states().values() for d in deps}  # type: ignore[misc]
+        return {d["name"]: d for deps in self.gateway.deployment_states().values() for d in deps}  # type: ignore[misc]
 
     def close(self) -> None:
         self.gw.close()

@@ -240,7 +240,7 @@ def _wait_for(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> Non
 
 
 def _inflight(gw: dragoman.Gateway, model: str) -> int:
-    return sum(d.inflight for d in gw.engine.models.get(model).deployments)
+    return sum(d.inflight for d in gw.core.models.get(model).deployments)
 
 
 LONG = Reply("tok " * 200, text_chunk=4, event_delay=0.05)

@@ -35,8 +35,9 @@ from ..errors import (
     ServerError,
     error_for,
 )
+from ..stages.auth import client_secret
 from ..store.secrets import MasterKeyMissingError
-from .app import ACCOUNTANT, _client_key
+from .app import ACCOUNTANT
 
 if TYPE_CHECKING:
     from ..accounting.service import Accountant
@@ -101,7 +102,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 async def _caller(request: web.Request, acct: Accountant) -> Caller:
     """The admin, a client key, or None on an open gateway; 401 otherwise."""
-    secret = _client_key(request)
+    secret = client_secret(request.headers)
     if acct.admin_ok(secret):
         return _ADMIN
     if secret:
@@ -118,7 +119,7 @@ def _admin_only(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         acct = _acct(request)
-        if not acct.admin_ok(_client_key(request)):
+        if not acct.admin_ok(client_secret(request.headers)):
             if not acct.config.auth.admin_key:
                 raise AuthenticationError(
                     "the admin API is disabled: set auth.admin_key", code="invalid_api_key"

@@ -5,20 +5,19 @@ aiohttp (server and client) was chosen by measurement: see bench/README.md.
 
 from __future__ import annotations
 
-import asyncio
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from ..config import Config
-from ..engine import ANTHROPIC, OPENAI, Engine, Result
+from ..core.exchange import ANTHROPIC, OPENAI, Reply
+from ..core.gateway import Gateway
 from ..errors import (
-    AuthenticationError,
     DragomanError,
     InvalidRequestError,
     ModelNotFoundError,
@@ -29,18 +28,19 @@ from ..ids import request_id
 from ..protocols import anthropic as pa
 from ..protocols import openai as po
 from ..protocols.sse import SSE_HEADERS
+from ..stages.auth import Auth
 from . import metrics
 
 log = logging.getLogger("dragoman.server")
 
-ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+AUTH: web.AppKey[Auth] = web.AppKey("auth", Auth)
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 ACCOUNTANT: web.AppKey[Any] = web.AppKey("accountant", object)
 STARTED: web.AppKey[float] = web.AppKey("started", float)
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ObservedHandler = Callable[[web.Request, metrics.Observation], Awaitable[web.StreamResponse]]
 
 
 def dialect_of(request: web.Request) -> str:
@@ -71,18 +71,6 @@ def error_response(request: web.Request, err: DragomanError) -> web.Response:
     return web.Response(
         body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
     )
-
-
-def _client_key(request: web.Request) -> str | None:
-    key = request.headers.get("x-api-key")
-    if key:
-        return key
-    auth = request.headers.get("authorization")
-    if auth:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token:
-            return token.strip()
-    return None
 
 
 @web.middleware
@@ -116,206 +104,141 @@ def _error(request: web.Request, err: DragomanError) -> web.Response:
     return error_response(request, err)
 
 
-def _client_status(dialect: str, status: int) -> int:
-    """The HTTP status a client of ``dialect`` gets for a (canonical) status."""
-    return status if dialect == ANTHROPIC else po.OPENAI_STATUS.get(status, status)
-
-
-def observed(endpoint: str, dialect: str, fn: ObservedHandler) -> Handler:
-    """An LLM endpoint whose every request is counted once, when what its client receives is
-    over (docs/metrics.md): errors with the status they were answered with, streams
-    with how they really ended, a client that left as 499."""
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        obs = metrics.Observation(endpoint, dialect)
-        try:
-            return await fn(request, obs)
-        except DragomanError as err:
-            obs.status = _client_status(dialect, err.status)
-            obs.model = err.headers.get("x-dragoman-model", obs.model)
-            raise
-        except web.HTTPException as e:
-            obs.status = e.status
-            raise
-        except asyncio.CancelledError:
-            obs.status = 499
-            raise
-        finally:
-            obs.finish()
-
-    return handler
-
-
-class Auth:
-    """Static keys from config, then virtual keys from the store (cached there)."""
-
-    def __init__(self, config: Config, accountant: Any) -> None:
-        self.static = [k.encode() for k in config.auth.keys]
-        self.accountant = accountant
-        self.required = bool(config.auth.keys) or bool(config.auth.admin_key)
-
-    async def check(self, request: web.Request) -> Any:
-        if not self.required:
-            return None
-        secret = _client_key(request)
-        if not secret:
-            raise AuthenticationError(
-                "missing API key: send it as x-api-key or Authorization: Bearer"
-            )
-        if self.accountant is not None:
-            info = await self.accountant.authenticate(secret)
-            if info is not None:
-                return info
-            raise AuthenticationError("invalid API key")
-        s = secret.encode()
-        if any(hmac.compare_digest(s, k) for k in self.static):
-            return None
-        raise AuthenticationError("invalid API key")
-
-
-async def _json_body(request: web.Request) -> Any:
-    raw = await request.read()
-    if not raw:
-        raise InvalidRequestError("request body is empty; expected a JSON object")
+async def _read(request: web.Request) -> bytes:
+    """The raw body; one over ``server.max_body_bytes`` is a 413 in the caller's dialect."""
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise InvalidRequestError(f"request body is not valid JSON: {e}") from None
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[CONFIG].server.max_body_bytes
+        raise RequestTooLargeError(
+            f"request body is larger than the limit of {limit} bytes"
+        ) from None
 
 
-async def _respond(
-    request: web.Request, result: Result, obs: metrics.Observation
-) -> web.StreamResponse:
-    obs.model = result.headers.get("x-dragoman-model", "")
-    obs.status = result.status
-    if result.stream is None:
+async def _respond(request: web.Request, reply: Reply) -> web.StreamResponse:
+    if reply.stream is None:
         return web.Response(
-            body=result.body,
-            status=result.status,
+            body=reply.body,
+            status=reply.status,
             content_type="application/json",
-            headers=result.headers,
+            headers=reply.headers,
         )
-    obs.stream = True
-    resp = web.StreamResponse(status=result.status, headers={**SSE_HEADERS, **result.headers})
-    gen = result.stream
+    resp = web.StreamResponse(status=reply.status, headers={**SSE_HEADERS, **reply.headers})
+    gen = reply.stream
     try:
         await resp.prepare(request)
         async for chunk in gen:
             await resp.write(chunk)
-            if obs.ttft is None:
-                obs.first_bytes()
         await resp.write_eof()
     except (ConnectionResetError, ConnectionError):
         log.info("client went away during a stream (%s)", request.get(REQUEST_ID))
-        obs.status = 499
     finally:
-        await gen.aclose()  # type: ignore[attr-defined]  # the relay's books run here at the latest
-        ending = result.ending
-        if ending is not None and ending.done:
-            obs.status = _client_status(obs.dialect, ending.status)
-            if ending.status not in (200, 499) and ending.error_type:
-                obs.error_type = ending.error_type
+        # the stream's end hooks (books, health, metrics) run here at the latest
+        await gen.aclose()  # type: ignore[attr-defined]
     return resp
 
 
-def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
-    engine = app[ENGINE]
+async def messages(request: web.Request) -> web.StreamResponse:
+    reply = await request.app[GATEWAY].messages(
+        headers=request.headers,
+        read=partial(_read, request),
+        request_id=request[REQUEST_ID],
+        query=request.query_string,
+    )
+    return await _respond(request, reply)
 
-    async def messages(request: web.Request, obs: metrics.Observation) -> web.StreamResponse:
-        key = await auth.check(request)
-        body = await _json_body(request)
-        result = await engine.messages(
-            body,
-            request.headers,
-            key=key,
-            request_id=request[REQUEST_ID],
-            query=request.query_string,
-        )
-        return await _respond(request, result, obs)
 
-    async def count_tokens(request: web.Request, obs: metrics.Observation) -> web.StreamResponse:
-        key = await auth.check(request)
-        body = await _json_body(request)
-        obs.model = _model_served(engine, body)
-        got = await engine.count_tokens(body, request.headers, key=key, query=request.query_string)
-        obs.status = 200
-        return web.Response(body=orjson.dumps(got), content_type="application/json")
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    reply = await request.app[GATEWAY].count_tokens(
+        headers=request.headers,
+        read=partial(_read, request),
+        request_id=request[REQUEST_ID],
+        query=request.query_string,
+    )
+    return web.Response(body=reply.body, content_type="application/json")
 
-    async def chat(request: web.Request, obs: metrics.Observation) -> web.StreamResponse:
-        key = await auth.check(request)
-        body = await _json_body(request)
-        result = await engine.chat(body, request.headers, key=key, request_id=request[REQUEST_ID])
-        return await _respond(request, result, obs)
 
-    async def completions(request: web.Request, obs: metrics.Observation) -> web.StreamResponse:
-        key = await auth.check(request)
-        body = await _json_body(request)
-        result = await engine.completions(
-            body, request.headers, key=key, request_id=request[REQUEST_ID]
-        )
-        return await _respond(request, result, obs)
+async def chat(request: web.Request) -> web.StreamResponse:
+    reply = await request.app[GATEWAY].chat(
+        headers=request.headers, read=partial(_read, request), request_id=request[REQUEST_ID]
+    )
+    return await _respond(request, reply)
 
-    async def models(request: web.Request) -> web.StreamResponse:
-        await auth.check(request)
-        items = engine.list_models()
-        if dialect_of(request) == ANTHROPIC:
-            data = [_anthropic_model(m) for m in items]
-            body: dict[str, Any] = {
-                "data": data,
-                "has_more": False,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None,
-            }
-        else:
-            body = {"object": "list", "data": [_openai_model(m) for m in items]}
-        return web.Response(body=orjson.dumps(body), content_type="application/json")
 
-    async def model(request: web.Request) -> web.StreamResponse:
-        await auth.check(request)
-        mid = request.match_info["model_id"]
-        items = {m["id"]: m for m in engine.list_models()}
-        m = items.get(mid)
-        if m is None:
-            route = engine.models.resolve(mid)  # 404 in the caller's dialect when unknown
-            m = {**items.get(route.name, {}), "id": mid}
-        out = _anthropic_model(m) if dialect_of(request) == ANTHROPIC else _openai_model(m)
-        return web.Response(body=orjson.dumps(out), content_type="application/json")
+async def completions(request: web.Request) -> web.StreamResponse:
+    reply = await request.app[GATEWAY].completions(
+        headers=request.headers, read=partial(_read, request), request_id=request[REQUEST_ID]
+    )
+    return await _respond(request, reply)
 
-    async def health(request: web.Request) -> web.StreamResponse:
-        states = engine.deployment_states()
-        providers = {
-            n: {"ok": ok, "detail": detail} for n, (ok, detail) in engine.provider_health.items()
+
+async def models(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    await request.app[AUTH].check(request.headers)
+    items = gateway.list_models()
+    if dialect_of(request) == ANTHROPIC:
+        data = [_anthropic_model(m) for m in items]
+        body: dict[str, Any] = {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
         }
-        body = {
-            "status": _health_status(states, providers),
-            "uptime_s": round(time.time() - app[STARTED], 1),
-            "providers": providers,
-            "deployments": states,
-            # what each provider's server is, and why dragoman thinks so (flavor: auto)
-            "flavors": {n: d.as_dict() for n, d in engine.detections.items()},
-        }
-        return web.Response(body=orjson.dumps(body), content_type="application/json")
+    else:
+        body = {"object": "list", "data": [_openai_model(m) for m in items]}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
 
-    async def ping(request: web.Request) -> web.StreamResponse:
-        return web.Response(text="pong")
 
-    async def root(request: web.Request) -> web.StreamResponse:
-        return web.Response(
-            body=b'{"name":"dragoman","status":"ok"}', content_type="application/json"
-        )
+async def model(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    await request.app[AUTH].check(request.headers)
+    mid = request.match_info["model_id"]
+    items = {m["id"]: m for m in gateway.list_models()}
+    m = items.get(mid)
+    if m is None:
+        route = gateway.models.resolve(mid)  # 404 in the caller's dialect when unknown
+        m = {**items.get(route.name, {}), "id": mid}
+    out = _anthropic_model(m) if dialect_of(request) == ANTHROPIC else _openai_model(m)
+    return web.Response(body=orjson.dumps(out), content_type="application/json")
 
-    return [
-        web.post("/v1/messages", observed("messages", ANTHROPIC, messages)),
-        web.post("/v1/messages/count_tokens", observed("count_tokens", ANTHROPIC, count_tokens)),
-        web.post("/v1/chat/completions", observed("chat_completions", OPENAI, chat)),
-        web.post("/v1/completions", observed("completions", OPENAI, completions)),
-        web.get("/v1/models", models),
-        web.get("/v1/models/{model_id:.+}", model),
-        web.get("/health", health),
-        web.get("/ping", ping),
-        web.get("/", root),
-        web.get("/metrics", metrics.handler),
-    ]
+
+async def health(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    states = gateway.deployment_states()
+    providers = {
+        n: {"ok": ok, "detail": detail} for n, (ok, detail) in gateway.provider_health.items()
+    }
+    body = {
+        "status": _health_status(states, providers),
+        "uptime_s": round(time.time() - request.app[STARTED], 1),
+        "providers": providers,
+        "deployments": states,
+        # what each provider's server is, and why dragoman thinks so (flavor: auto)
+        "flavors": {n: d.as_dict() for n, d in gateway.detections.items()},
+    }
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def ping(request: web.Request) -> web.StreamResponse:
+    return web.Response(text="pong")
+
+
+async def root(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=b'{"name":"dragoman","status":"ok"}', content_type="application/json")
+
+
+ROUTES = [
+    web.post("/v1/messages", messages),
+    web.post("/v1/messages/count_tokens", count_tokens),
+    web.post("/v1/chat/completions", chat),
+    web.post("/v1/completions", completions),
+    web.get("/v1/models", models),
+    web.get("/v1/models/{model_id:.+}", model),
+    web.get("/health", health),
+    web.get("/ping", ping),
+    web.get("/", root),
+    web.get("/metrics", metrics.handler),
+]
 
 
 def _health_status(
@@ -328,17 +251,6 @@ def _health_status(
         if not any(d["state"] == "ok" and d["provider"] not in down for d in deps):
             return "degraded"
     return "ok"
-
-
-def _model_served(engine: Engine, body: Any) -> str:
-    """The configured model a request names (metrics label; never the client's free text)."""
-    name = body.get("model") if isinstance(body, dict) else None
-    if not isinstance(name, str):
-        return ""
-    try:
-        return engine.models.resolve(name).name
-    except DragomanError:
-        return ""
 
 
 def _anthropic_model(m: dict[str, Any]) -> dict[str, Any]:
@@ -365,31 +277,35 @@ def _openai_model(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_app(
-    config: Config, engine: Engine | None = None, accountant: Any = None
+    config: Config, gateway: Gateway | None = None, accountant: Any = None
 ) -> web.Application:
-    """The aiohttp application. ``engine``/``accountant`` are built from config when omitted."""
+    """The aiohttp application; the gateway is built by ``bootstrap`` when not given."""
+    if gateway is None:
+        from ..bootstrap import build_gateway
+
+        gateway = build_gateway(config, accountant=accountant)
     app = web.Application(
         middlewares=[errors_middleware], client_max_size=config.server.max_body_bytes
     )
     app[CONFIG] = config
     app[ACCOUNTANT] = accountant
-    app[ENGINE] = engine or Engine(config, accountant=accountant)
+    app[GATEWAY] = gateway
+    app[AUTH] = Auth(gateway.runtime)
     app[STARTED] = time.time()
-    auth = Auth(config, accountant)
-    app.add_routes(make_handlers(app, auth))
+    app.add_routes(ROUTES)
     if accountant is not None:
-        from .admin import admin_routes  # admin.py reads ACCOUNTANT and the key extractor here
+        from .admin import admin_routes  # admin.py reads ACCOUNTANT and the auth stage's extractor
 
         app.add_routes(admin_routes())
 
     async def _close(app: web.Application) -> None:
-        await app[ENGINE].close()
+        await app[GATEWAY].close()
         if app[ACCOUNTANT] is not None:
             await app[ACCOUNTANT].close()  # flushes the usage rows still queued
 
     async def _detect(app: web.Application) -> None:
         # flavor: auto asks each server once, with short timeouts, before the first request
-        await app[ENGINE].detect_flavors()
+        await app[GATEWAY].detect_flavors()
 
     app.on_startup.append(_detect)
     app.on_cleanup.append(_close)

@@ -135,7 +135,9 @@ class AnthropicToOpenAIStream:
             return b""
         self._done = True
         self._failed = True
-        return openai_frame(error_body(err)) + OPENAI_DONE
+        # an error chunk and no [DONE]: a failed stream never ends like a complete one
+        # (docs/protocols.md, "Stream endings")
+        return openai_frame(error_body(err))
 
     # ------------------------------------------------------------------ internals
 

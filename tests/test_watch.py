@@ -1,7 +1,7 @@
-"""The pass-through relays (``dragoman.relay``): usage found whatever the JSON spacing, the usage
-chunk dragoman asked for hidden, in-band errors typed, and what was relayed estimated from the
-bytes when no usage comes (framing learnt from sampled events, whatever the upstream adds to
-each chunk)."""
+"""The pass-through watchers (``dragoman.dialects.*.watch``): usage found whatever the JSON
+spacing, the usage chunk dragoman asked for hidden, in-band errors typed, and what was relayed
+estimated from the bytes when no usage comes (framing learnt from sampled events, whatever the
+upstream adds to each chunk)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from tests.fakes import tokens as fake_tokens
 
-from dragoman.relay import AnthropicRelay, OpenAIRelay
+from dragoman.dialects.anthropic.watch import AnthropicWatch
+from dragoman.dialects.openai.watch import OpenAIWatch
 
 
 def _chunk(
@@ -44,7 +45,7 @@ def test_openai_usage_chunk_read_and_hidden_when_injected(spaced: bool, inject: 
         + json.dumps({"id": "x", "choices": [], "usage": USAGE}, separators=sep).encode()
         + b"\n\n"
     )
-    r = OpenAIRelay(None, inject)
+    r = OpenAIWatch(None, inject)
     first = _chunk({"content": "hi"}, spaced=spaced, extra={"usage": None})
     out = r.feed(first)
     out += r.feed(usage_chunk + b"data: [DONE]\n\n")
@@ -58,7 +59,7 @@ def test_openai_usage_chunk_read_and_hidden_when_injected(spaced: bool, inject: 
 def test_openai_null_usage_stays_on_the_fast_path() -> None:
     """api.openai.com puts ``"usage":null`` on every chunk once include_usage is set: those are
     forwarded as they are, without being parsed (a malformed one would raise if parsed)."""
-    r = OpenAIRelay(None, True)
+    r = OpenAIWatch(None, True)
     raw = b'data: {"choices":[{"delta":{"content":"x"}}],"usage":null,"oops":}\n\n'
     assert r.feed(raw) == raw
     raw2 = b'data: {"choices":[{"delta":{"content":"x"}}], "usage": null, "oops":}\n\n'
@@ -66,7 +67,7 @@ def test_openai_null_usage_stays_on_the_fast_path() -> None:
 
 
 def test_openai_error_chunk_is_typed() -> None:
-    r = OpenAIRelay(None, True)
+    r = OpenAIWatch(None, True)
     r.feed(_chunk({"content": "partial"}))
     r.feed(b'data: {"error": {"message": "overloaded", "type": "server_error", "code": 503}}\n\n')
     assert r.finish() == b""
@@ -90,7 +91,7 @@ def test_openai_estimate_of_what_was_relayed(size: int, pad: int, together: int)
     (ids, fingerprints, padding) learnt from chunks sampled along the stream, not guessed."""
     rng = random.Random(size * 100 + pad + together)
     text = "".join(rng.choice(WORDS) for _ in range(300))
-    r = OpenAIRelay(None, True)
+    r = OpenAIWatch(None, True)
     r.feed(_chunk({"role": "assistant", "content": ""}))
     buf = b""
     for i in range(0, len(text), size):
@@ -115,7 +116,7 @@ def test_anthropic_estimate_and_error_event() -> None:
         "message": {"usage": {"input_tokens": 50, "output_tokens": 1}},
     }
     text = "hello world, " * 40
-    r = AnthropicRelay()
+    r = AnthropicWatch()
     r.feed(ev("message_start", start) + ev("ping", {"type": "ping"}))
     r.feed(ev("content_block_start", {"type": "content_block_start", "index": 0}))
     deltas = b"".join(
