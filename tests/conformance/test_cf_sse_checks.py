@@ -197,3 +197,13 @@ def test_openai_checker() -> None:
     ):
         with pytest.raises(AssertionError):
             check_openai_sse(bad)
+
+
+def test_openai_checker_failed_stream_ends_without_done() -> None:
+    """One stream ending for OpenAI clients (docs/protocols.md, "Stream endings"): a failed
+    stream is an error chunk and no ``[DONE]``, never something that ends like a complete one."""
+    head = _chunk({"role": "assistant"}) + _chunk({"content": "x"})
+    err = b'data: {"error":{"message":"upstream stream ended early","type":"server_error"}}\n\n'
+    assert check_openai_sse(head + err, allow_error=True).error is not None
+    with pytest.raises(AssertionError, match=r"\[DONE\] after an error chunk"):
+        check_openai_sse(head + err + OPENAI_DONE, allow_error=True)
