@@ -25,7 +25,7 @@ from .support import (
 )
 
 A = {"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
-O = {"messages": [{"role": "user", "content": "hi"}]}
+OAI = {"messages": [{"role": "user", "content": "hi"}]}
 
 
 def test_the_table_has_the_four_rows() -> None:
@@ -49,7 +49,7 @@ async def test_every_row_answers_and_streams(front: str, model: str) -> None:
         FakeStream(anthropic_stream("yes") if model == "claude" else openai_stream("yes")),
     ]
     call = gw.messages if front == "anthropic" else gw.chat
-    body = {**(A if front == "anthropic" else O), "model": model}
+    body = {**(A if front == "anthropic" else OAI), "model": model}
     reply = await call(dict(body), trusted=True)
     got = reply.json()
     text = got["content"][0]["text"] if front == "anthropic" else got["choices"][0]["message"]
@@ -93,20 +93,18 @@ async def test_an_openai_client_gets_an_error_chunk_and_no_done(model: str, how:
     if model == "claude":
         chunks = anthropic_stream("x", complete=how != "cut short")
         if how == "error chunk":
-            chunks = chunks[:2] + [
-                sse(("error", {"type": "error", "error": {"type": "api_error", "message": "e"}}))
-            ]
+            bad = {"type": "error", "error": {"type": "api_error", "message": "e"}}
+            chunks = [*chunks[:2], sse(("error", bad))]
     else:
         chunks = openai_stream("x", complete=how != "cut short")
         if how == "error chunk":  # vLLM sends [DONE] after its error chunk: not passed on
-            chunks = chunks[:2] + [
-                sse((None, {"error": {"message": "e", "type": "server_error"}}), (None, b"[DONE]"))
-            ]
+            bad = {"error": {"message": "e", "type": "server_error"}}
+            chunks = [*chunks[:2], sse((None, bad), (None, b"[DONE]"))]
     error = OverloadedError("upstream connection lost") if how == "broken" else None
     ups["ant" if model == "claude" else "oai"].answers.append(
         FakeStream(chunks if how != "broken" else chunks[:2], error=error)
     )
-    out = await drain(await gw.chat({**O, "model": model, "stream": True}, trusted=True))
+    out = await drain(await gw.chat({**OAI, "model": model, "stream": True}, trusted=True))
     last = out.rstrip().split(b"\n\n")[-1]
     assert last.startswith(b"data: {") and b'"error"' in last, out
     assert b"[DONE]" not in out
@@ -115,11 +113,11 @@ async def test_an_openai_client_gets_an_error_chunk_and_no_done(model: str, how:
 async def test_a_200_that_is_not_an_answer_is_a_retryable_502() -> None:
     gw, ups = gateway(config())
     ups["oai"].answers += [json_reply([1, 2]), json_reply(completion("fine"))]
-    reply = await gw.chat({**O, "model": "gpt"}, trusted=True)
+    reply = await gw.chat({**OAI, "model": "gpt"}, trusted=True)
     assert reply.headers["x-dragoman-attempts"] == "2"
     ups["oai"].answers += [json_reply("x")] * 5
     with pytest.raises(DragomanError) as e:
-        await gw.chat({**O, "model": "gpt"}, trusted=True)
+        await gw.chat({**OAI, "model": "gpt"}, trusted=True)
     assert e.value.status == 502
 
 

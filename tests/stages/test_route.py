@@ -9,8 +9,12 @@ import pytest
 
 from dragoman.core.exchange import Exchange, Reply
 from dragoman.core.runtime import Runtime
-from dragoman.errors import InvalidRequestError, ModelNotFoundError, OverloadedError
-from dragoman.errors import PermissionDeniedError
+from dragoman.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+)
 from dragoman.protocols import anthropic as pa
 from dragoman.stages.route import Route
 
