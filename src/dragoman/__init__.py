@@ -1,6 +1,6 @@
 """dragoman: an LLM gateway between the Anthropic Messages and OpenAI Chat Completions dialects.
 
-The library API (``Gateway``, ``ModelInstance``) runs the same engine as the server.
+The library API (``Gateway``, ``ModelInstance``) runs the same gateway core as the server.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Anthropic error type -> HTTP status (protocols.md §4.1)
+# Anthropic error type -> HTTP status (docs/protocols.md §4.1)
 STATUS_BY_TYPE: dict[str, int] = {
     "invalid_request_error": 400,
     "authentication_error": 401,

@@ -127,11 +127,6 @@ def estimate_text_tokens(s: str) -> int:
     return math.ceil(_raw_units(s) * SAFETY)
 
 
-def fast_estimate_bytes(n_bytes: int) -> int:
-    """O(1) estimate from a byte length (one token per 3 bytes), for hot-path clamping."""
-    return (n_bytes + 2) // 3
-
-
 # ---------------------------------------------------------------------------------- Anthropic
 
 

@@ -2,7 +2,7 @@
 
 The official SDKs are lenient (the Anthropic accumulator ignores ``index``, skips frames without
 an ``event:`` name, tolerates bytes after ``message_stop``); Claude Code is not. These checkers
-hold every byte of a stream to the grammar of protocols.md §3 (Anthropic) and §6.5 (OpenAI) and
+hold every byte of a stream to the grammar of docs/protocols.md §3 (Anthropic) and §6.5 (OpenAI) and
 raise ``AssertionError`` naming the frame that breaks it.
 
 ``check_anthropic_sse(raw)`` also rebuilds the message from the frames alone (content blocks,

@@ -1,7 +1,7 @@
-"""The translation failure catalogue (gateways.md §3), one test per item, over every path the item
-applies to. Each test drives the gateway with an official SDK (and/or raw HTTP), holds every
-Anthropic-dialect stream to the strict grammar of sse_checks.py, and asserts on what the upstream
-fake received.
+"""The translation failure catalogue (docs/failure-catalogue.md), one test per item, over every
+path the item applies to. Each test drives the gateway with an official SDK (and/or raw HTTP),
+holds every Anthropic-dialect stream to the strict grammar of sse_checks.py, and asserts on what
+the upstream fake received.
 
 Paths (drive.py): A->A (Anthropic SDK -> Anthropic fake), A->O/{vllm,ollama,openai} (Anthropic
 SDK -> OpenAI-compatible fakes, translated), O->A (OpenAI SDK -> Anthropic fake, translated),

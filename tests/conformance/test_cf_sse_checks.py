@@ -1,4 +1,4 @@
-"""The strict checkers must catch every defect of protocols.md §8.4 item 3 (else a green suite
+"""The strict checkers must catch every defect of docs/protocols.md §8.4 item 3 (else a green suite
 proves nothing): each broken stream below is one mutation of a good one."""
 
 from __future__ import annotations

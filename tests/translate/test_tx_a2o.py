@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (test vectors read better on one line)
-"""Anthropic client -> OpenAI upstream: one test per rule of protocols.md §7.1 / §7.2."""
+"""Anthropic client -> OpenAI upstream: one test per rule of docs/protocols.md §7.1 / §7.2."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (test vectors read better on one line)
-"""Upstream error translation (protocols.md §6.6, §7.11)."""
+"""Upstream error translation (docs/protocols.md §6.6, §7.11)."""
 
 from __future__ import annotations
 

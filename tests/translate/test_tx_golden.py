@@ -1,5 +1,5 @@
 # ruff: noqa: E501  (test vectors read better on one line)
-"""Golden vectors of protocols.md §9."""
+"""Golden vectors of docs/protocols.md §9."""
 
 from __future__ import annotations
 
@@ -296,7 +296,7 @@ def test_9_4_avoided_by_clamping() -> None:
 
 
 # ------------------------------------------------------------------ hand-written vectors
-# Each expected body below was written out by hand from protocols.md §7.1 / §7.4 and
+# Each expected body below was written out by hand from docs/protocols.md §7.1 / §7.4 and
 # docs/translation.md, not produced by running the translators (review row 18).
 
 PNG = "iVBORw0KGgo="

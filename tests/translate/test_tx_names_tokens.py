@@ -10,7 +10,6 @@ from dragoman.tokens import (
     estimate_anthropic_request_tokens,
     estimate_openai_request_tokens,
     estimate_text_tokens,
-    fast_estimate_bytes,
 )
 from dragoman.translate import (
     is_synthetic_signature,
@@ -136,12 +135,6 @@ def test_estimate_reasonable_on_prose() -> None:
     est = estimate_text_tokens(prose)
     assert words <= est <= 3 * words
     assert estimate_text_tokens("") == 0
-
-
-def test_fast_estimate_bytes() -> None:
-    assert fast_estimate_bytes(0) == 0
-    assert fast_estimate_bytes(3000) == 1000
-    assert fast_estimate_bytes(1) == 1
 
 
 def test_request_estimates() -> None:

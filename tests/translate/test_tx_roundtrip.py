@@ -125,7 +125,7 @@ def norm(msgs: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
 
 
 def expected(msgs: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
-    """The round trip's documented losses (protocols.md §7.13, docs/translation.md), written
+    """The round trip's documented losses (docs/protocols.md §7.13, docs/translation.md), written
     out independently of the translators: thinking without an Anthropic signature cannot come
     back; ``is_error`` becomes a ``[tool error] `` prefix; a tool result's text blocks are joined
     by newlines and its images move after the results of the same turn; ``cache_control``

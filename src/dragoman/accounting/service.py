@@ -1,4 +1,4 @@
-"""The Accountant: one object the engine and the server hold, over the parts of the books.
+"""The Accountant: one object the gateway stages and the server hold, over the parts of the books.
 
 Build it with ``await Accountant.create(config)`` and close it with ``await acct.close()``. It
 creates the parts, wires them and closes them in order; the work is theirs:

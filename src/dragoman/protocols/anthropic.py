@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import DragomanError, InvalidRequestError
 
 ROLES = {"user", "assistant", "system"}
-#: non-standard roles Claude Code has been seen sending; read as user turns (protocols.md §1.3)
+#: non-standard roles Claude Code has been seen sending; read as user turns (docs/protocols.md §1.3)
 LENIENT_ROLES = {"ctx", "msg"}
 
 

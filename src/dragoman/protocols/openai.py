@@ -9,7 +9,7 @@ from ..errors import DragomanError, InvalidRequestError
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
-# Anthropic error type -> OpenAI error type (protocols.md §7.11)
+# Anthropic error type -> OpenAI error type (docs/protocols.md §7.11)
 _TYPE = {
     "invalid_request_error": "invalid_request_error",
     "authentication_error": "authentication_error",

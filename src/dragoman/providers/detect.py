@@ -60,7 +60,7 @@ class Detection:
     how: str
     #: nothing is left to ask; False: the server has not answered yet (asked again later)
     settled: bool = True
-    #: the engine clock when it was last asked (None: never)
+    #: the gateway clock when it was last asked (None: never)
     asked_at: float | None = None
     #: the flavor is the server's to tell (``flavor: auto``), not the config's
     auto: bool = True

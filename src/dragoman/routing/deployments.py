@@ -22,7 +22,7 @@ class CoolingOverloadedError(OverloadedError):
 
 
 #: "this model is skipped for now": raised only when another route (a fallback model) can take
-#: the request, which it then does; the last route is always tried instead (engine._try_model)
+#: the request, which it then does; the last route is always tried instead (stages/retry.py)
 COOLING_ERRORS = (CoolingRateLimitError, CoolingOverloadedError)
 
 

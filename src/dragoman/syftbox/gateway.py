@@ -1,4 +1,4 @@
-"""``seam.Gateway`` over ``dragoman.Gateway``: the library's engine answers SyftBox callers.
+"""``seam.Gateway`` over ``dragoman.Gateway``: the library's gateway answers SyftBox callers.
 
 The library runs the pipeline the server runs, without client keys (SyftBox callers are
 identified by their sender, not a key: docs/syftbox.md), so routing, aliases, fallbacks,

@@ -1,4 +1,4 @@
-"""Anthropic client -> OpenAI-compatible upstream (protocols.md §7.1, §7.2).
+"""Anthropic client -> OpenAI-compatible upstream (docs/protocols.md §7.1, §7.2).
 
 Request: ``anthropic_to_openai_request``; non-streamed response: ``openai_to_anthropic_response``.
 Streams are in :mod:`.stream_o2a`.
@@ -60,7 +60,7 @@ _BUILTIN_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-# thinking budget -> reasoning_effort (LiteLLM defaults, protocols.md §7.10)
+# thinking budget -> reasoning_effort (LiteLLM defaults, docs/protocols.md §7.10)
 def effort_for_budget(budget: int) -> str:
     if budget < 1024:
         return "minimal"
@@ -654,10 +654,6 @@ def split_leaked_thinking(text: str) -> tuple[str | None, str]:
     if end < 0:
         return body, ""
     return body[:end], body[end + len("</think>") :].lstrip("\n")
-
-
-def openai_usage_to_anthropic(u: dict[str, Any] | None) -> Usage:
-    return Usage.from_openai(u)
 
 
 def openai_to_anthropic_response(resp: dict[str, Any], rctx: ResponseContext) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def parse_tool_arguments(args: Any) -> dict[str, Any]:
 
 
 def dumps_arguments(value: Any) -> str:
-    """``json.dumps(value, ensure_ascii=False)``: Python's separators, as protocols.md §7.1 says.
+    """``json.dumps(value, ensure_ascii=False)``: Python's separators (docs/protocols.md §7.1).
 
     (orjson would be faster but emits compact JSON; keeping the exact bytes means upstream
     prefix caches see the same history text every turn.)

@@ -1,4 +1,4 @@
-"""Legacy ``/v1/completions`` served through the chat path (protocols.md §6.7; lossy)."""
+"""Legacy ``/v1/completions`` served through the chat path (docs/protocols.md §6.7; lossy)."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ class Target:
     #: drops them, e.g. for api.openai.com models that reject ``reasoning_effort``
     reasoning: bool = True
     #: the caller's estimate of the client request's prompt tokens, when it already has one
-    #: (the engine computes it once for routing and the ledger; translators reuse it)
+    #: (computed once for routing and the ledger; translators reuse it)
     input_tokens_estimate: int | None = None
     #: tool-call ids the upstream accepts: "any", or "mistral9" (exactly 9 ``[a-zA-Z0-9]``,
     #: and no user turn right after a tool result: ``mistral_common``'s rules); see
@@ -62,10 +62,6 @@ class ResponseContext:
     include_usage: bool = False
     #: local estimate of the prompt's tokens (seeds message_start when the upstream gives none)
     input_tokens_estimate: int = 0
-    #: the request carried a response_format json_schema mapped to a forced tool (O->A)
-    json_tool: str | None = None
-    #: the client requested a legacy text completion (``/v1/completions``)
-    legacy_completion: bool = False
     #: this request's tool-call id map (None: ids pass as they are)
     tool_ids: ToolIds | None = None
 

@@ -1,4 +1,4 @@
-"""Upstream error -> typed ``DragomanError`` (protocols.md §6.6, §7.11).
+"""Upstream error -> typed ``DragomanError`` (docs/protocols.md §6.6, §7.11).
 
 The server renders the result in the caller's dialect; what matters here is the Anthropic
 ``type``/status and the *wording*: Claude Code recognises context overflows by Anthropic's

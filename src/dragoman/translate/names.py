@@ -1,4 +1,4 @@
-"""Deterministic name/id transforms and synthetic thinking signatures (protocols.md §7.12).
+"""Deterministic name/id transforms and synthetic thinking signatures (docs/protocols.md §7.12).
 
 Everything here is pure and stateless: the same input always gives the same output, so tool
 names and ids survive a round trip through the client without the gateway remembering anything.

@@ -1,4 +1,4 @@
-"""OpenAI client -> Anthropic upstream (protocols.md §7.4, §7.5).
+"""OpenAI client -> Anthropic upstream (docs/protocols.md §7.4, §7.5).
 
 Request: ``openai_to_anthropic_request``; non-streamed response: ``anthropic_to_openai_response``.
 Streams are in :mod:`.stream_a2o`.
@@ -23,7 +23,7 @@ PLACEHOLDER_USER = "(continue)"
 NO_RESULT = "(no result)"
 JSON_OBJECT_INSTRUCTION = "Respond only with a single valid JSON object, with no other text."
 
-# reasoning_effort -> thinking budget (LiteLLM defaults; protocols.md §7.10)
+# reasoning_effort -> thinking budget (LiteLLM defaults; docs/protocols.md §7.10)
 EFFORT_BUDGET = {"low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192, "max": 16384}
 
 

@@ -1,4 +1,4 @@
-"""Anthropic SSE -> OpenAI chat.completion.chunk stream (protocols.md §7.6).
+"""Anthropic SSE -> OpenAI chat.completion.chunk stream (docs/protocols.md §7.6).
 
 Guarantees: one ``id``/``created``/``model`` for every chunk; a role chunk first; tool calls
 numbered 0, 1, 2... in start order with id and name on their first fragment; the finish chunk,

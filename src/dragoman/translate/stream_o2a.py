@@ -1,6 +1,6 @@
-"""OpenAI chat.completion.chunk stream -> Anthropic SSE (protocols.md §7.3).
+"""OpenAI chat.completion.chunk stream -> Anthropic SSE (docs/protocols.md §7.3).
 
-The invariants this state machine guarantees (gateways.md §3 failure catalogue):
+The invariants this state machine guarantees (docs/failure-catalogue.md):
 
 * ``message_start`` first (from :meth:`start`), carrying a full ``usage`` object;
 * block indices 0, 1, 2... in start order; a block is started, receives deltas and is stopped
@@ -64,7 +64,7 @@ class OpenAIToAnthropicStream:
 
     def __init__(self, rctx: ResponseContext) -> None:
         self.rctx = rctx
-        #: the delta field the upstream streamed its reasoning in (the engine learns it)
+        #: the delta field the upstream streamed its reasoning in (the A->O bridge learns it)
         self.reasoning_key: str | None = None
         self.message_id = new_message_id()
         self._started = False
@@ -85,7 +85,6 @@ class OpenAIToAnthropicStream:
         self._matched_stop: Any = None
         self._saw_tool = False
         self._usage: dict[str, Any] | None = None
-        self._out_chars = 0
         self._out_text: list[str] = []
         # leaked <think> handling: "undecided" until the first content shows whether it starts
         # with the tag; "inside" routes content to thinking until the close tag
@@ -133,10 +132,6 @@ class OpenAIToAnthropicStream:
         }
         frame = anthropic_frame("message_start", {"type": "message_start", "message": message})
         return frame + _PING
-
-    def ping(self) -> bytes:
-        """Keep-alive frame (empty once the stream is over)."""
-        return b"" if self._done or not self._started else _PING
 
     def feed(self, chunk: dict[str, Any]) -> bytes:
         if self._done:

@@ -1,7 +1,7 @@
 """The capability table: one row per kind of server, what it accepts and what it needs.
 
 Every quirk of an OpenAI-compatible server (and the few of Anthropic-speaking servers that are
-not Anthropic) is a column here, so the translators and the engine look a row up instead of
+not Anthropic) is a column here, so the translators and the bridges look a row up instead of
 branching on a flavor name. Adding a server is adding a row. ``generic`` is what a server that
 could not be recognised gets: standard Chat Completions fields only. See docs/flavors.md.
 """
