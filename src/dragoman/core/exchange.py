@@ -27,7 +27,7 @@ OPENAI = "openai"
 AttemptHook = Callable[["Exchange", "ModelRoute", "Deployment"], Awaitable[None]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Exchange:
     """The state of one client request: what the front parsed, what the stages decided."""
 
@@ -87,7 +87,7 @@ class Exchange:
         return self.estimate
 
 
-@dataclass
+@dataclass(slots=True)
 class Reply:
     """What the pipeline answers: a complete body, or a primed stream of SSE bytes, plus headers
     (``x-dragoman-model``, ``x-dragoman-deployment``, ``x-dragoman-attempts``, request ids)."""
