@@ -238,6 +238,11 @@ class StoreConfig(_Strict):
     flush_interval: float = 1.0
     queue_size: int = 10000
     enabled: bool = True
+    #: rows the database refused while it was away wait in this file until it returns
+    #: (default: next to a SQLite file, else ``$XDG_STATE_HOME/dragoman/``); docs/accounting.md
+    spool_path: str | None = None
+    #: the spool's size cap in bytes (0: no spool; rows then wait in memory only)
+    spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
 
 
 class BudgetConfig(_Strict):
