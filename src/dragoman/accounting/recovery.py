@@ -22,6 +22,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
@@ -80,6 +81,8 @@ class Recovery:
         self.now = now
         #: pending holds of dead processes cancelled by this instance so far
         self.recovered = 0
+        #: own pending holds found untracked and cancelled (see sweep_orphans)
+        self.orphans = 0
         #: the maintenance loop, once started
         self.task: asyncio.Task[None] | None = None
 
@@ -160,27 +163,7 @@ class Recovery:
                         )
                     )
                 ).all()
-            for r in rows:
-                async with self.db.tx() as conn:
-                    res = await conn.execute(
-                        update(L)
-                        .where(L.c.id == r.id, L.c.status == "pending")
-                        .values(
-                            status="cancelled",
-                            resolved_at=self.now(),
-                            reason="crash_recovery",
-                            amount_final=0.0,
-                        )
-                    )
-                    if res.rowcount != 1:
-                        continue
-                    for bid, ps in parse_refs(r.budget_refs):
-                        await conn.execute(
-                            update(C)
-                            .where(C.c.budget_id == bid, C.c.period_start == ps)
-                            .values(reserved=release(C.c.reserved, float(r.amount_held)))
-                        )
-                n += 1
+            n += await self._cancel_rows(rows, "crash_recovery")
         dead_instances = [
             i for i in heartbeats if i != self.instance_id and self.is_dead(i, heartbeats)
         ]
@@ -203,6 +186,57 @@ class Recovery:
                 "crash recovery: cancelled %d pending hold(s) of %d dead process(es)", n, len(dead)
             )
         self.recovered += n
+        return n
+
+    async def _cancel_rows(self, rows: Sequence[Any], reason: str) -> int:
+        """Cancel pending ledger rows and release what they reserved; returns how many."""
+        L, C = schema.ledger, schema.budget_counters
+        n = 0
+        for r in rows:
+            async with self.db.tx() as conn:
+                res = await conn.execute(
+                    update(L)
+                    .where(L.c.id == r.id, L.c.status == "pending")
+                    .values(
+                        status="cancelled",
+                        resolved_at=self.now(),
+                        reason=reason,
+                        amount_final=0.0,
+                    )
+                )
+                if res.rowcount != 1:
+                    continue
+                for bid, ps in parse_refs(r.budget_refs):
+                    await conn.execute(
+                        update(C)
+                        .where(C.c.budget_id == bid, C.c.period_start == ps)
+                        .values(reserved=release(C.c.reserved, float(r.amount_held)))
+                    )
+            n += 1
+        return n
+
+    async def sweep_orphans(self, tracked: Callable[[], set[str]]) -> int:
+        """Cancel this process's own pending holds its ledger no longer tracks (reason
+        "orphaned"): whatever lost one (a settlement interrupted in a way nothing caught), it
+        must not keep its reservation until the next start. A late confirm still charges
+        (``ledger.py``). Returns how many."""
+        L = schema.ledger
+        async with self.db.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(L.c.id, L.c.amount_held, L.c.budget_refs).where(
+                        L.c.status == "pending", L.c.owner == self.instance_id
+                    )
+                )
+            ).all()
+        if not rows:
+            return 0
+        known = tracked()  # read after the rows: a hold made meanwhile is in it already
+        lost = [r for r in rows if r.id not in known]
+        n = await self._cancel_rows(lost, "orphaned") if lost else 0
+        if n:
+            log.warning("cancelled %d orphaned pending hold(s) of this process", n)
+        self.orphans += n
         return n
 
     # ---- the maintenance loop ------------------------------------------------------------

@@ -141,7 +141,10 @@ class Accountant:
             alerts=self.alerts,
         )
         self.queries = Queries(db, flush=self.flush, now=now)
-        recovery.start([book.load, self.ledger.retry_unsettled])
+        ledger = self.ledger
+        recovery.start(
+            [book.load, ledger.retry_unsettled, lambda: recovery.sweep_orphans(ledger.tracked)]
+        )
         return self
 
     async def close(self) -> None:
