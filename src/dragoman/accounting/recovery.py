@@ -1,8 +1,9 @@
 """Crash recovery: a process that dies with holds pending must not keep their reservations.
 
-Each Accountant registers in ``instances`` under an id naming its host, pid namespace and pid,
-and heartbeats. Pending ledger rows whose owner is dead (same host and pid namespace: the pid is
-gone or a zombie; elsewhere: no heartbeat for ``STALE_AFTER`` s) are cancelled with reason
+Each Accountant registers in ``instances`` under an id naming its host, pid namespace, pid and
+the process's start time, and heartbeats. Pending ledger rows whose owner is dead (same host and
+pid namespace: the pid is gone, a zombie, or reused by a process started at another time;
+elsewhere: no heartbeat for ``STALE_AFTER`` s) are cancelled with reason
 ``crash_recovery`` and their reservations released, at start and every ``SWEEP_EVERY`` s. A late
 confirm of such a hold still charges the work done (``late_confirm``, see ``ledger.py``);
 docs/accounting.md, "Exactly once, and after a crash".
@@ -54,8 +55,20 @@ PIDNS = _pidns()
 LIVE: set[str] = set()
 
 
+def proc_start(pid: int) -> str | None:
+    """When a process of this pid namespace started (clock ticks since boot), None if unknown:
+    with the pid, it names one process (a pid alone may be reused by another)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def new_instance_id() -> str:
-    return f"{HOST}|{PIDNS}|{os.getpid()}|{uuid.uuid4().hex[:12]}"
+    """``host|pid namespace|pid|process start|random``."""
+    pid = os.getpid()
+    return f"{HOST}|{PIDNS}|{pid}|{proc_start(pid) or '-'}|{uuid.uuid4().hex[:12]}"
 
 
 def pid_alive(pid: int) -> bool:
@@ -123,14 +136,18 @@ class Recovery:
         if owner == self.instance_id:
             return False
         parts = owner.split("|")
-        if len(parts) == 4 and parts[0] == HOST and parts[1] == PIDNS:
+        if len(parts) in (4, 5) and parts[0] == HOST and parts[1] == PIDNS:
             try:
                 pid = int(parts[2])
             except ValueError:
                 return True
             if pid == os.getpid():
                 return owner not in LIVE
-            return not pid_alive(pid)
+            if not pid_alive(pid):
+                return True
+            # the pid runs, but is it the same process? a reused pid started later (audit #34)
+            started = parts[3] if len(parts) == 5 else "-"
+            return started != "-" and proc_start(pid) not in (None, started)
         hb = heartbeats.get(owner)
         return hb is None or (self.now() - hb).total_seconds() > STALE_AFTER
 
