@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from .accounting.allowed import allowed, may_use
 from .accounting.types import Outcome, RequestInfo
 from .config import Config
 from .dialects.anthropic.compat import drop_billing_header, effort_only_with_thinking
@@ -442,13 +443,19 @@ class Engine:
         return vroute if vroute is not None and vroute.vision else None
 
     def _another_route(
-        self, route: ModelRoute, queue: list[ModelRoute], tried: set[str], images: bool
+        self, route: ModelRoute, queue: list[ModelRoute], tried: set[str], call: Call
     ) -> bool:
         """Whether a model other than ``route`` could still take the request if it gave way:
-        one of its fallbacks, or a model already waiting in the queue."""
+        one of its fallbacks, or a model already waiting in the queue (that the key may use)."""
+        images = call.decision is not None and call.decision.has_images
         for nxt in [self.models.get(n) for n in route.config.fallbacks] + queue:
             usable = self._usable(nxt, images)
-            if usable is not None and usable.name not in tried and usable is not route:
+            if (
+                usable is not None
+                and usable.name not in tried
+                and usable is not route
+                and allowed(self.accountant, call.key, usable.name)
+            ):
                 return True
         return False
 
@@ -466,9 +473,11 @@ class Engine:
                 continue
             if route.name in tried:
                 continue
+            if not may_use(self.accountant, call.key, route.name, fallback=wanted is not first):
+                continue  # a fallback the key may not use (audit #13)
             tried.add(route.name)
             # a cooling model gives way only to another route; the last route is always tried
-            last_resort = not self._another_route(route, queue, tried, images)
+            last_resort = not self._another_route(route, queue, tried, call)
             try:
                 return await self._try_model(call, route, last_resort)
             except DragomanError as err:

@@ -444,3 +444,30 @@ def test_stored_credential_used_end_to_end(tmp_path: Path) -> None:
             assert up.last_request.header("authorization") == f"Bearer {secret}"
         finally:
             srv.stop()
+
+
+# -- a key's allow-list holds on every fallback -----------------------------------------------
+
+
+@pytest.mark.leaves_cooldown  # upstream errors are scripted on purpose
+def test_allow_list_checked_on_every_fallback(bstack: tuple[Stack, str]) -> None:
+    """A key allowed only ``primary`` is never served by its fallback ``coder``: when primary
+    fails, the caller gets primary's own failure (audit #13), and while primary cools down it
+    is still tried (no other model the key may use could take the request)."""
+    s, _url = bstack
+    s.reset()
+    key = books.new_key(s, allowed_models=["primary"])
+    msgs = [{"role": "user", "content": "hello there"}]
+    o = openai.OpenAI(base_url=s.url + "/v1", api_key=key.secret, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as denied:
+        o.chat.completions.create(model="coder", messages=msgs)  # type: ignore[arg-type]
+    assert denied.value.status_code == 403
+    a = anthropic.Anthropic(base_url=s.url, api_key=key.secret, max_retries=0)
+    for _ in range(2):
+        s.anthropic_fake.enqueue(ErrorReply(529, "overloaded_error", "Overloaded"))
+        with pytest.raises(anthropic.APIStatusError) as failed:
+            a.messages.create(model="primary", max_tokens=50, messages=msgs)  # type: ignore[arg-type]
+        assert failed.value.status_code == 529
+        assert failed.value.response.headers["x-dragoman-model"] == "primary"
+    assert s.anthropic_fake.pending == 0  # both reached primary's upstream
+    assert s.vllm.requests_to("/v1/chat/completions") == []  # coder never served the key
