@@ -23,7 +23,7 @@ from tests.support import http
 
 from dragoman.accounting.budgets import config_budget_id
 from dragoman.config import BudgetConfig
-from dragoman.tokens import estimate_openai_request_tokens
+from dragoman.tokens import estimate_anthropic_request_tokens, estimate_openai_request_tokens
 
 PRICES = {
     "coder": {"input": 1.0, "output": 2.0},
@@ -201,6 +201,35 @@ def test_hold_covers_what_the_upstream_can_produce(bstack: tuple[Stack, str]) ->
     held = books.ledger_rows(s, url, f"key_id = '{key.id}'", "amount_held")
     est = estimate_openai_request_tokens(body)
     assert [h.amount_held for h in held] == [pytest.approx((est * 1.0 + 2000 * 3 * 2.0) / 1e6)]
+
+
+def test_hold_without_a_cap_is_the_model_output_cap(bstack: tuple[Stack, str]) -> None:
+    """Neither max_tokens nor max_completion_tokens: the model's output cap (coder: 8192) x n;
+    an Anthropic request holds its max_tokens at the model's prices (audit #12)."""
+    s, url = bstack
+    s.reset()
+    key = books.new_key(s)
+    body: dict[str, Any] = {
+        "model": "coder",
+        "messages": [{"role": "user", "content": "hello there"}],
+        "n": 2,
+    }
+    r = http.post(s.url + "/v1/chat/completions", body, {"authorization": f"Bearer {key.secret}"})
+    assert r.status == 200, r.body
+    est = estimate_openai_request_tokens(body)
+    held = books.ledger_rows(s, url, f"key_id = '{key.id}'", "amount_held")
+    assert [h.amount_held for h in held] == [pytest.approx((est * 1.0 + 8192 * 2 * 2.0) / 1e6)]
+    key2 = books.new_key(s)
+    abody: dict[str, Any] = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 3000,
+        "messages": [{"role": "user", "content": "hello there"}],
+    }
+    r = http.post(s.url + "/v1/messages", abody, {"x-api-key": key2.secret})
+    assert r.status == 200, r.body
+    aest = estimate_anthropic_request_tokens(abody)
+    held = books.ledger_rows(s, url, f"key_id = '{key2.id}'", "amount_held")
+    assert [h.amount_held for h in held] == [pytest.approx((aest * 3.0 + 3000 * 15.0) / 1e6)]
 
 
 # -- an unpriced model is not free ------------------------------------------------------------
