@@ -102,6 +102,12 @@ class Prices(_Strict):
     cache_write: float | None = None
     cache_read: float | None = None
     per_request: float = 0.0
+    #: the 1-hour cache write (Anthropic ``cache_control.ttl: "1h"``); default 2x input for
+    #: Claude models, else ``cache_write``
+    cache_write_1h: float | None = None
+    #: USD per server-side web search (Anthropic ``usage.server_tool_use.web_search_requests``);
+    #: default $0.01 for Claude models, else 0
+    web_search: float | None = None
 
 
 class DeploymentConfig(_Strict):
