@@ -104,3 +104,40 @@ async def test_own_orphaned_hold_is_swept(db_url: str) -> None:
         assert await a.recovery.sweep_orphans(a.ledger.tracked) == 0
     finally:
         await a.close()
+
+
+async def test_cancelled_while_rerouting_leaves_nothing_pending(db_url: str) -> None:
+    """A reroute (retry or fallback elsewhere) takes the new hold first, then releases the old
+    one: a client leaving while the release waits on the database leaves neither pending."""
+    cfg = make_config(
+        db_url,
+        accounting={
+            "budgets": [
+                {"scope": "model", "target": "flat", "period": "total", "limit_usd": 1.0},
+                {"scope": "model", "target": "gpt-4o", "period": "total", "limit_usd": 1.0},
+            ]
+        },
+    )
+    a = await Accountant.create(cfg)
+    try:
+        h = await a.hold(request_info(**TENTH))
+        other = request_info("gpt-4o", input_tokens=10, max_tokens=10)
+        other.request_id = h.info.request_id
+        async with blocked(a, db_url, h.id):
+            task = asyncio.create_task(a.retarget(h, other))
+            await asyncio.sleep(0.3)
+            assert not task.done()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if h.state == "pending":  # what the engine does with the hold it still has
+            await a.cancel(h, outcome(None, status=499))
+        await a.ledger.retry_unsettled()
+        led = await rows(a, schema.ledger)
+        # (on SQLite the new hold waited for the write lock: cancelled before it was written)
+        assert led and {r.status for r in led} == {"cancelled"}
+        for b in a.budgets():
+            assert (await a.counters(b.id, EPOCH))[1] == 0.0
+        await ledger_consistent(a)
+    finally:
+        await a.close()

@@ -185,7 +185,14 @@ class Ledger:
         self._take(hold, "cancelled")
         self.inflight.pop(hold.id, None)
         hold.cost = 0.0
-        await self._settle(hold, "cancelled", 0.0, f"rerouted to {info.model}")
+        try:
+            await self._settle(hold, "cancelled", 0.0, f"rerouted to {info.model}")
+        except BaseException:
+            # cancelled before the caller learnt of the new hold: it would stay pending
+            self.inflight.pop(moved.id, None)
+            moved.state = "cancelled"
+            self.unsettled.append((moved, "cancelled", 0.0, "reroute interrupted"))
+            raise
         return moved
 
     async def _reserve(self, h: Hold) -> None:
