@@ -102,6 +102,12 @@ class Prices(_Strict):
     cache_write: float | None = None
     cache_read: float | None = None
     per_request: float = 0.0
+    #: the 1-hour cache write (Anthropic ``cache_control.ttl: "1h"``); default 2x input for
+    #: Claude models, else ``cache_write``
+    cache_write_1h: float | None = None
+    #: USD per server-side web search (Anthropic ``usage.server_tool_use.web_search_requests``);
+    #: default $0.01 for Claude models, else 0
+    web_search: float | None = None
 
 
 class DeploymentConfig(_Strict):
@@ -238,6 +244,11 @@ class StoreConfig(_Strict):
     flush_interval: float = 1.0
     queue_size: int = 10000
     enabled: bool = True
+    #: rows the database refused while it was away wait in this file until it returns
+    #: (default: next to a SQLite file, else ``$XDG_STATE_HOME/dragoman/``); docs/accounting.md
+    spool_path: str | None = None
+    #: the spool's size cap in bytes (0: no spool; rows then wait in memory only)
+    spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
 
 
 class BudgetConfig(_Strict):

@@ -14,6 +14,10 @@ class Usage:
     cache_read_input_tokens: int = 0
     #: True when the numbers were counted by us because the upstream reported none
     estimated: bool = False
+    #: of ``cache_creation_input_tokens``, those written to the 1-hour cache (a dearer rate)
+    cache_write_1h_tokens: int = 0
+    #: server-side web searches the upstream ran (priced per search)
+    web_search_requests: int = 0
 
     @property
     def billable(self) -> bool:
@@ -32,12 +36,25 @@ class Usage:
     @classmethod
     def from_anthropic(cls, u: dict[str, Any] | None) -> Usage:
         u = u or {}
-        return cls(
+        out = cls(
             int(u.get("input_tokens") or 0),
             int(u.get("output_tokens") or 0),
             int(u.get("cache_creation_input_tokens") or 0),
             int(u.get("cache_read_input_tokens") or 0),
         )
+        out._anthropic_extras(u)
+        return out
+
+    def _anthropic_extras(self, u: dict[str, Any]) -> None:
+        """What an Anthropic usage bills beyond tokens at the base rates: 1-hour cache writes
+        (``cache_creation.ephemeral_1h_input_tokens``) and server tools
+        (``server_tool_use.web_search_requests``)."""
+        cc = u.get("cache_creation")
+        if isinstance(cc, dict) and isinstance(cc.get("ephemeral_1h_input_tokens"), int):
+            self.cache_write_1h_tokens = max(cc["ephemeral_1h_input_tokens"], 0)
+        st = u.get("server_tool_use")
+        if isinstance(st, dict) and isinstance(st.get("web_search_requests"), int):
+            self.web_search_requests = max(st["web_search_requests"], 0)
 
     @classmethod
     def from_openai(cls, u: dict[str, Any] | None) -> Usage:
@@ -64,3 +81,4 @@ class Usage:
             v = u.get(k)
             if v is not None:
                 setattr(self, k, int(v))
+        self._anthropic_extras(u)

@@ -622,3 +622,27 @@ async def test_ledger_count(acct: Accountant) -> None:
     async with acct.engine.connect() as conn:
         n = (await conn.execute(select(func.count()).select_from(schema.ledger))).scalar_one()
     assert n == 3
+
+
+def test_reused_pid_counts_as_dead() -> None:
+    """An owner whose pid now belongs to another process (started at another time) is dead:
+    its holds are recovered (audit #34), while the process it names, alive, is not."""
+    import subprocess
+    import uuid
+
+    host, ns = recovery_mod.HOST, recovery_mod.PIDNS
+    p = subprocess.Popen(["sleep", "30"])
+    try:
+        start = recovery_mod.proc_start(p.pid)
+        assert start is not None
+        rec = recovery_mod.Recovery(None, "me", now=utcnow)  # type: ignore[arg-type]
+        tag = uuid.uuid4().hex[:12]
+        assert not rec.is_dead(f"{host}|{ns}|{p.pid}|{start}|{tag}", {})
+        reused = f"{host}|{ns}|{p.pid}|{int(start) - 1000}|{tag}"  # an earlier holder of the pid
+        assert rec.is_dead(reused, {})
+    finally:
+        p.kill()
+        p.wait()
+    assert recovery_mod.new_instance_id().split("|")[3] == recovery_mod.proc_start(
+        __import__("os").getpid()
+    )

@@ -131,3 +131,33 @@ def test_cost_math() -> None:
     )
     p2 = Prices(input=2.5, output=10, cache_write=2.5, cache_read=1.25)
     assert cost(p2, u2) == pytest.approx((200 * 2.5 + 10 * 10 + 1000 * 1.25) / 1e6)
+
+
+def test_one_hour_cache_writes_and_web_searches_are_priced() -> None:
+    """What an Anthropic answer bills beyond its tokens at the base rates (audit #23): 1-hour
+    cache writes at 2x input (5-minute writes stay at 1.25x) and $0.01 per web search."""
+    u = Usage.from_anthropic(
+        {
+            "input_tokens": 100,
+            "output_tokens": 50,
+            "cache_creation_input_tokens": 3000,
+            "cache_read_input_tokens": 0,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": 1000,
+                "ephemeral_1h_input_tokens": 2000,
+            },
+            "server_tool_use": {"web_search_requests": 3},
+        }
+    )
+    assert (u.cache_write_1h_tokens, u.web_search_requests) == (2000, 3)
+    p = book().price_for("claude-sonnet-4-5")  # $3 in, $15 out
+    assert (p.cache_write_1h, p.web_search) == (6.0, 0.01)
+    want = (100 * 3 + 50 * 15 + 1000 * 3.75 + 2000 * 6.0) / 1e6 + 3 * 0.01
+    assert cost(p, u) == pytest.approx(want)
+    # a streamed answer: message_delta carries the cumulative server tool use
+    s = Usage.from_anthropic({"input_tokens": 100, "output_tokens": 1})
+    s.merge_anthropic({"output_tokens": 50, "server_tool_use": {"web_search_requests": 2}})
+    assert s.web_search_requests == 2
+    # not Claude: no server-tool price unless configured, 1-hour writes at the write price
+    local = book().price_for("local")
+    assert cost(local, Usage(10, 10, web_search_requests=5)) == pytest.approx(10 * 1.5 / 1e6)

@@ -24,7 +24,7 @@ async def test_upgrade_from_empty_and_idempotent(empty_db_url: str) -> None:
     await upgrade_async(empty_db_url)  # a second run is a no-op
     engine = create_engine(empty_db_url)
     try:
-        assert await current_revision(engine) == "0002"
+        assert await current_revision(engine) == "0003"
         async with engine.connect() as conn:
             names = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
         assert set(schema.metadata.tables) <= names
@@ -91,3 +91,35 @@ def test_cli_db_upgrade_and_keys(empty_db_url: str, tmp_path: Any) -> None:
     assert json.loads(r.stdout)[0]["status"] == "revoked"
     r = CliRunner().invoke(keys, ["revoke", "--config", str(cfg), "nope"])
     assert r.exit_code == 1
+
+
+async def test_0003_keeps_one_usage_row_per_request(empty_db_url: str) -> None:
+    """Rows a retried batch doubled before 0003 are reduced to one per request_id, which is
+    unique from then on (audit #28)."""
+    from sqlalchemy import text
+
+    await upgrade_async(empty_db_url, "0002")
+    engine = create_engine(empty_db_url)
+    cols = (
+        "ts, request_id, requested_model, model, provider, dialect, streamed, status, "
+        "input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, "
+        "usage_estimated, cost, latency_ms, attempts"
+    )
+    vals = (
+        "'2026-12-01 00:00:00', :rid, 'm', 'm', 'p', 'openai', false, 200, 1, 1, 0, 0, "
+        "false, 0.5, 1.0, 1"
+    )
+    try:
+        async with engine.begin() as conn:
+            for rid in ("a", "a", "b", "a", "b", "c"):
+                await conn.execute(
+                    text(f"INSERT INTO usage ({cols}) VALUES ({vals})"), {"rid": rid}
+                )
+        await upgrade_async(engine)
+        async with engine.connect() as conn:
+            got = (await conn.execute(text("SELECT request_id FROM usage ORDER BY id"))).all()
+            assert [r[0] for r in got] == ["a", "b", "c"]
+            idx = await conn.run_sync(lambda c: inspect(c).get_indexes("usage"))
+        assert any(i["name"] == "ix_usage_request_id" and i["unique"] for i in idx)
+    finally:
+        await engine.dispose()

@@ -102,7 +102,7 @@ async def test_failed_batch_is_counted(db_url: str, monkeypatch: pytest.MonkeyPa
     w.start()
     try:
         await w.put(schema.settings, {"key": "a", "value": "1"})
-        await w.put(schema.settings, {"key": "a", "value": "2"})  # duplicate key: batch fails
+        await w.put(schema.settings, {"key": "z", "value": None})  # NOT NULL: the batch fails
         await w.flush()
         assert w.failed == 1 and w.written == 1  # the good row survives the bad one
         await w.put(schema.settings, {"key": "b", "value": "1"})

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,7 +45,8 @@ def books_stack(
     s = start_stack(
         {
             "auth": {"keys": [KEY], "admin_key": ADMIN, "key_cache_ttl": 30},
-            "store": {"url": url, "flush_interval": 0.05},
+            # the usage spool (rows kept while the database is away) in a directory of the test's
+            "store": {"url": url, "flush_interval": 0.05, "spool_path": _spool_path()},
             "accounting": accounting or {},
             **kw.pop("overrides", {}),
         },
@@ -52,6 +54,12 @@ def books_stack(
         **kw,
     )
     return s, url
+
+
+def _spool_path() -> str:
+    import tempfile
+
+    return str(Path(tempfile.mkdtemp(prefix="dragoman-spool-")) / "usage.spool")
 
 
 def stop(s: Stack) -> None:

@@ -23,7 +23,7 @@ from tests.support import http
 
 from dragoman.accounting.budgets import config_budget_id
 from dragoman.config import BudgetConfig
-from dragoman.tokens import estimate_openai_request_tokens
+from dragoman.tokens import estimate_anthropic_request_tokens, estimate_openai_request_tokens
 
 PRICES = {
     "coder": {"input": 1.0, "output": 2.0},
@@ -201,6 +201,35 @@ def test_hold_covers_what_the_upstream_can_produce(bstack: tuple[Stack, str]) ->
     held = books.ledger_rows(s, url, f"key_id = '{key.id}'", "amount_held")
     est = estimate_openai_request_tokens(body)
     assert [h.amount_held for h in held] == [pytest.approx((est * 1.0 + 2000 * 3 * 2.0) / 1e6)]
+
+
+def test_hold_without_a_cap_is_the_model_output_cap(bstack: tuple[Stack, str]) -> None:
+    """Neither max_tokens nor max_completion_tokens: the model's output cap (coder: 8192) x n;
+    an Anthropic request holds its max_tokens at the model's prices (audit #12)."""
+    s, url = bstack
+    s.reset()
+    key = books.new_key(s)
+    body: dict[str, Any] = {
+        "model": "coder",
+        "messages": [{"role": "user", "content": "hello there"}],
+        "n": 2,
+    }
+    r = http.post(s.url + "/v1/chat/completions", body, {"authorization": f"Bearer {key.secret}"})
+    assert r.status == 200, r.body
+    est = estimate_openai_request_tokens(body)
+    held = books.ledger_rows(s, url, f"key_id = '{key.id}'", "amount_held")
+    assert [h.amount_held for h in held] == [pytest.approx((est * 1.0 + 8192 * 2 * 2.0) / 1e6)]
+    key2 = books.new_key(s)
+    abody: dict[str, Any] = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 3000,
+        "messages": [{"role": "user", "content": "hello there"}],
+    }
+    r = http.post(s.url + "/v1/messages", abody, {"x-api-key": key2.secret})
+    assert r.status == 200, r.body
+    aest = estimate_anthropic_request_tokens(abody)
+    held = books.ledger_rows(s, url, f"key_id = '{key2.id}'", "amount_held")
+    assert [h.amount_held for h in held] == [pytest.approx((aest * 3.0 + 3000 * 15.0) / 1e6)]
 
 
 # -- an unpriced model is not free ------------------------------------------------------------
@@ -444,3 +473,30 @@ def test_stored_credential_used_end_to_end(tmp_path: Path) -> None:
             assert up.last_request.header("authorization") == f"Bearer {secret}"
         finally:
             srv.stop()
+
+
+# -- a key's allow-list holds on every fallback -----------------------------------------------
+
+
+@pytest.mark.leaves_cooldown  # upstream errors are scripted on purpose
+def test_allow_list_checked_on_every_fallback(bstack: tuple[Stack, str]) -> None:
+    """A key allowed only ``primary`` is never served by its fallback ``coder``: when primary
+    fails, the caller gets primary's own failure (audit #13), and while primary cools down it
+    is still tried (no other model the key may use could take the request)."""
+    s, _url = bstack
+    s.reset()
+    key = books.new_key(s, allowed_models=["primary"])
+    msgs = [{"role": "user", "content": "hello there"}]
+    o = openai.OpenAI(base_url=s.url + "/v1", api_key=key.secret, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as denied:
+        o.chat.completions.create(model="coder", messages=msgs)  # type: ignore[arg-type]
+    assert denied.value.status_code == 403
+    a = anthropic.Anthropic(base_url=s.url, api_key=key.secret, max_retries=0)
+    for _ in range(2):
+        s.anthropic_fake.enqueue(ErrorReply(529, "overloaded_error", "Overloaded"))
+        with pytest.raises(anthropic.APIStatusError) as failed:
+            a.messages.create(model="primary", max_tokens=50, messages=msgs)  # type: ignore[arg-type]
+        assert failed.value.status_code == 529
+        assert failed.value.response.headers["x-dragoman-model"] == "primary"
+    assert s.anthropic_fake.pending == 0  # both reached primary's upstream
+    assert s.vllm.requests_to("/v1/chat/completions") == []  # coder never served the key

@@ -13,19 +13,26 @@ import datetime as _dt
 import fnmatch
 import hmac
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from dragoman.accounting.types import KeyInfo
 from dragoman.config import Config
-from dragoman.errors import PermissionDeniedError
+from dragoman.errors import PermissionDeniedError, ServerError
 from dragoman.store.keys import KeyRepo
 from dragoman.store.secrets import hash_secret
+
+log = logging.getLogger("dragoman.accounting")
 
 #: above this many cached lookups the cache starts over (bounded memory under a key scan)
 CACHE_MAX = 100_000
 #: longest a refusal (unknown, revoked) is cached, whatever the TTL
 REFUSAL_TTL = 5.0
+#: with the key store unreachable, a key cached at most this many seconds ago is still served
+STALE_MAX = 300.0
+#: seconds a caller is told to wait when the key store is unreachable
+RETRY_AFTER = 5
 
 
 def _key_from_row(r: Any) -> KeyInfo:
@@ -109,7 +116,10 @@ class Keyring:
         else:
             if self.repo is None:
                 return None
-            row = await self.repo.lookup(h)
+            try:
+                row = await self.repo.lookup(h)
+            except Exception as e:
+                return self._unreachable(hit, e)
             info = None
             if row is not None and row.revoked_at is None:
                 info = _key_from_row(row)
@@ -120,6 +130,27 @@ class Keyring:
         if info is not None and info.expires_at is not None and info.expires_at <= self.now():
             return None
         return info
+
+    def _unreachable(
+        self, hit: tuple[KeyInfo | None, float] | None, e: Exception
+    ) -> KeyInfo | None:
+        """The key store did not answer: a key seen before is still served (its last known
+        state); an unknown one gets a 503 with retry-after, never a 500 (audit #20)."""
+        err = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        if hit is not None and hit[0] is not None and self.clock() - hit[1] < STALE_MAX:
+            log.warning("key lookup failed (%s): serving the cached entry", err)
+            info = hit[0]
+            if info.expires_at is not None and info.expires_at <= self.now():
+                return None
+            return info
+        log.error("key lookup failed (%s): request refused with 503", err)
+        raise ServerError(
+            "key check unavailable: the accounting database did not answer",
+            status=503,
+            code="auth_unavailable",
+            retry_after=RETRY_AFTER,
+            headers={"retry-after": str(RETRY_AFTER)},
+        ) from e
 
     def invalidate(self) -> None:
         """Forget every cached key (after this process changed or revoked one)."""

@@ -10,14 +10,18 @@ spent + reserved + :x <= :limit``; if any budget refuses, the transaction rolls 
 ``BudgetLimitError`` (402) names the budget. ``confirm`` moves the actual cost from reserved to
 spent and marks the row confirmed; ``cancel`` releases the reservation. Both are conditional on the
 row still being pending, so each hold is settled exactly once even across processes. A settle the
-database refused is retried by the maintenance loop. A hold is taken on the deployment about to be
-called and moved (``retarget``) when a retry or fallback goes elsewhere, so budgets are charged to
-the target that served; a model without a price under a USD budget is refused
-(``UnpricedModelError``, 402): docs/accounting.md.
+database refused is retried by the maintenance loop. A settlement runs in a task of its own that
+the caller's cancellation (a client that leaves) does not stop, and whatever interrupts it leaves
+the hold in ``unsettled``; a sweep (``Recovery.sweep_orphans``) cancels any pending row of this
+process the ledger no longer tracks, so no hold stays pending while the process runs. A hold is
+taken on the deployment about to be called and moved (``retarget``) when a retry or fallback
+goes elsewhere, so budgets are charged to the target that served; a model without a price under a
+USD budget is refused (``UnpricedModelError``, 402): docs/accounting.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import logging
 import secrets
@@ -65,6 +69,11 @@ def parse_refs(text: str | None) -> list[tuple[str, _dt.datetime]]:
     return out
 
 
+def _brief(e: BaseException) -> str:
+    """An error's first line (SQLAlchemy appends the SQL and its parameters)."""
+    return (str(e).splitlines() or [type(e).__name__])[0][:300]
+
+
 def release(col: Any, amount: float) -> Any:
     """``max(col - amount, 0)``, written portably (and snapping float dust to zero)."""
     return case((col - amount < EPS, 0.0), else_=col - amount)
@@ -108,6 +117,8 @@ class Ledger:
         self.inflight: dict[str, Hold] = {}
         #: settles the database refused, retried by the maintenance loop and at close
         self.unsettled: list[tuple[Hold, str, float, str | None]] = []
+        #: settlements running (confirm / cancel), awaited by close()
+        self.settling: set[asyncio.Task[None]] = set()
         self._known_counters: set[tuple[str, _dt.datetime]] = set()
 
     def _applicable(self, info: RequestInfo) -> list[Budget]:
@@ -131,11 +142,22 @@ class Ledger:
         amount = self._worst_case(info, budgets)
         now = self.now()
         h = Hold(id=secrets.token_hex(16), info=info, amount=amount, created_at=now)
+        self.inflight[h.id] = h  # before the row exists: the orphan sweep must not take it
         if budgets and self.db is not None:
             budgets.sort(key=lambda b: b.id)  # one lock order for every transaction
             h.refs = h.charge = tuple((b, period_start(b.period, now)) for b in budgets)
-            await self._reserve(h)
-        self.inflight[h.id] = h
+            try:
+                await self._reserve(h)
+            except BudgetLimitError:
+                del self.inflight[h.id]  # rolled back: nothing to settle
+                raise
+            except BaseException:
+                # cancelled or failed around the commit: the row may exist; cancelling it is
+                # conditional on it being pending, so this is safe either way
+                del self.inflight[h.id]
+                h.state = "cancelled"
+                self.unsettled.append((h, "cancelled", 0.0, "hold interrupted"))
+                raise
         return h
 
     async def retarget(self, hold: Hold, info: RequestInfo) -> Hold:
@@ -161,8 +183,16 @@ class Ledger:
         moved = await self.hold(info)
         moved.created_at = hold.created_at
         self._take(hold, "cancelled")
+        self.inflight.pop(hold.id, None)
         hold.cost = 0.0
-        await self._settle(hold, "cancelled", 0.0, f"rerouted to {info.model}")
+        try:
+            await self._settle(hold, "cancelled", 0.0, f"rerouted to {info.model}")
+        except BaseException:
+            # cancelled before the caller learnt of the new hold: it would stay pending
+            self.inflight.pop(moved.id, None)
+            moved.state = "cancelled"
+            self.unsettled.append((moved, "cancelled", 0.0, "reroute interrupted"))
+            raise
         return moved
 
     async def _reserve(self, h: Hold) -> None:
@@ -218,7 +248,6 @@ class Ledger:
         if h.state != "pending":
             raise HoldSettledError(f"hold {h.id} is already {h.state}; cannot {state[:-2]} it")
         h.state = state
-        self.inflight.pop(h.id, None)
 
     async def confirm(self, hold: Hold, outcome: Outcome) -> None:
         """Charge the actual cost (prices of ``outcome.model``/``deployment`` x ``usage``).
@@ -231,8 +260,7 @@ class Ledger:
         p = self.prices.price_for(outcome.model, outcome.deployment)
         c = _prices.cost(p, outcome.usage)
         hold.cost = c
-        await self._settle(hold, "confirmed", c, None)
-        await self._usage(hold, outcome, c)
+        await self._finish(hold, outcome, "confirmed", c, None)
 
     async def cancel(self, hold: Hold, outcome: Outcome) -> None:
         """Release the hold (nothing charged); the usage row records the failure."""
@@ -240,8 +268,30 @@ class Ledger:
         _follow(hold, outcome)
         hold.cost = 0.0
         reason = outcome.error or f"status {outcome.status}"
-        await self._settle(hold, "cancelled", 0.0, reason[:200])
-        await self._usage(hold, outcome, 0.0)
+        await self._finish(hold, outcome, "cancelled", 0.0, reason[:200])
+
+    async def _finish(
+        self, h: Hold, o: Outcome, status: str, final: float, reason: str | None
+    ) -> None:
+        """Settle and write the usage row in a task the caller's cancellation does not stop
+        (a client leaving while its settlement waits on the database must not leave the hold
+        pending); the caller still waits for it, unless cancelled."""
+        if self.db is None:
+            self.inflight.pop(h.id, None)
+            return
+        task = asyncio.ensure_future(self._settle_and_log(h, o, status, final, reason))
+        self.settling.add(task)
+        task.add_done_callback(self.settling.discard)
+        await asyncio.shield(task)
+
+    async def _settle_and_log(
+        self, h: Hold, o: Outcome, status: str, final: float, reason: str | None
+    ) -> None:
+        try:
+            await self._usage(h, o, final)
+            await self._settle(h, status, final, reason)
+        finally:
+            self.inflight.pop(h.id, None)
 
     async def record(self, info: RequestInfo, outcome: Outcome) -> None:
         """The usage row of a request that never held anything (refused before any attempt:
@@ -277,17 +327,21 @@ class Ledger:
     async def _settle(self, h: Hold, status: str, final: float, reason: str | None) -> None:
         if self.db is None:
             return
-        if not h.persisted:
-            assert self.writer is not None
-            row = self._row(h, status, final, reason)
-            await self.writer.put(schema.ledger, {**row, "budget_refs": None})
-            return
         try:
+            if not h.persisted:
+                assert self.writer is not None
+                row = self._row(h, status, final, reason)
+                await self.writer.put(schema.ledger, {**row, "budget_refs": None})
+                return
             crossed = await self._settle_persisted(h, status, final, reason)
-        except Exception as e:
-            log.error("could not settle hold %s (%s); will retry: %s", h.id, status, e)
+        except BaseException as e:
+            # kept for the maintenance loop whatever stopped it (a database error, or a
+            # cancellation); a settle is conditional on the row being pending: retrying is safe
+            log.error("could not settle hold %s (%s); will retry: %s", h.id, status, _brief(e))
             self.unsettled.append((h, status, final, reason))
-            return
+            if isinstance(e, Exception):
+                return
+            raise
         if self.alerts is not None:
             for b, ps, spent in crossed:
                 await self.alerts.check(b, ps, spent)
@@ -331,7 +385,7 @@ class Ledger:
                     .where(
                         L.c.id == h.id,
                         L.c.status == "cancelled",
-                        L.c.reason.in_(("crash_recovery", "shutdown")),
+                        L.c.reason.in_(("crash_recovery", "shutdown", "orphaned")),
                     )
                     .values(
                         status="confirmed",
@@ -365,12 +419,26 @@ class Ledger:
         return spent_after
 
     async def retry_unsettled(self) -> None:
-        todo, self.unsettled = self.unsettled, []
-        for h, status, final, reason in todo:
-            await self._settle(h, status, final, reason)
+        while self.unsettled:
+            h, status, final, reason = self.unsettled[0]
+            del self.unsettled[0]
+            self.inflight[h.id] = h  # tracked while it is retried (the orphan sweep skips it)
+            try:
+                await self._settle(h, status, final, reason)
+            finally:
+                self.inflight.pop(h.id, None)
+            if self.unsettled and self.unsettled[-1][0] is h:
+                return  # the database still refuses: the rest waits for the next round
+
+    def tracked(self) -> set[str]:
+        """Ids of the holds this ledger still knows about (in flight, settling, to retry):
+        a pending row of this process not among them is an orphan."""
+        return set(self.inflight) | {u[0].id for u in self.unsettled}
 
     async def close(self) -> None:
         """Cancel what is still in flight (reason "shutdown") and retry the unsettled."""
+        if self.settling:
+            await asyncio.gather(*self.settling, return_exceptions=True)
         for h in list(self.inflight.values()):
             if h.state == "pending":
                 h.state = "cancelled"

@@ -14,8 +14,9 @@ Resolution for ``price_for(model, deployment)``, first hit wins:
    budget it is recorded at zero cost, with a one-time warning. An explicit
    ``prices: {input: 0, output: 0}`` is a price: free.
 
-Missing cache prices default to 1.25x (write) and 0.1x (read) the input price for Claude models
-(name contains "claude" or the provider is an Anthropic one) and to the input price otherwise.
+Missing cache prices default to 1.25x (write), 2x (1-hour write) and 0.1x (read) the input price
+for Claude models (name contains "claude" or the provider is an Anthropic one) and to the input
+price otherwise; a server-side web search costs $0.01 on Claude models (audit #23).
 """
 
 from __future__ import annotations
@@ -56,14 +57,26 @@ def _lookup(table: dict[str, Prices], name: str) -> Prices | None:
     return None
 
 
+#: USD per server-side web search on Claude models ($10 per 1,000 searches)
+CLAUDE_WEB_SEARCH = 0.01
+
+
 def complete(p: Prices, claude: bool) -> Prices:
-    """Fill absent cache prices with the defaults."""
-    if p.cache_write is not None and p.cache_read is not None:
+    """Fill absent cache and server-tool prices with the defaults."""
+    if None not in (p.cache_write, p.cache_read, p.cache_write_1h, p.web_search):
         return p
     cw = p.cache_write if p.cache_write is not None else p.input * (1.25 if claude else 1.0)
     cr = p.cache_read if p.cache_read is not None else p.input * (0.1 if claude else 1.0)
+    cw1h = p.cache_write_1h if p.cache_write_1h is not None else (p.input * 2 if claude else cw)
+    ws = p.web_search if p.web_search is not None else (CLAUDE_WEB_SEARCH if claude else 0.0)
     return Prices(
-        input=p.input, output=p.output, cache_write=cw, cache_read=cr, per_request=p.per_request
+        input=p.input,
+        output=p.output,
+        cache_write=cw,
+        cache_read=cr,
+        per_request=p.per_request,
+        cache_write_1h=cw1h,
+        web_search=ws,
     )
 
 
@@ -71,12 +84,22 @@ def cost(p: Prices, usage: Usage | None) -> float:
     """USD for a usage at prices ``p`` (the per-request price is charged even without usage)."""
     if usage is None:
         return p.per_request
+    cw = p.cache_write or 0.0
+    # 1-hour cache writes are part of cache_creation_input_tokens, at their own rate
+    cw1h = p.cache_write_1h if p.cache_write_1h is not None else cw
+    written_1h = min(usage.cache_write_1h_tokens, usage.cache_creation_input_tokens)
     return (
-        usage.input_tokens * p.input
-        + usage.output_tokens * p.output
-        + usage.cache_creation_input_tokens * (p.cache_write or 0.0)
-        + usage.cache_read_input_tokens * (p.cache_read or 0.0)
-    ) / 1e6 + p.per_request
+        (
+            usage.input_tokens * p.input
+            + usage.output_tokens * p.output
+            + (usage.cache_creation_input_tokens - written_1h) * cw
+            + written_1h * cw1h
+            + usage.cache_read_input_tokens * (p.cache_read or 0.0)
+        )
+        / 1e6
+        + usage.web_search_requests * (p.web_search or 0.0)
+        + p.per_request
+    )
 
 
 def worst_case(p: Prices, input_tokens: int, max_tokens: int) -> float:
@@ -84,7 +107,9 @@ def worst_case(p: Prices, input_tokens: int, max_tokens: int) -> float:
     return (max(input_tokens, 0) * p.input + max(max_tokens, 0) * p.output) / 1e6 + p.per_request
 
 
-_ZERO = Prices(input=0.0, output=0.0, cache_write=0.0, cache_read=0.0)
+_ZERO = Prices(
+    input=0.0, output=0.0, cache_write=0.0, cache_read=0.0, cache_write_1h=0.0, web_search=0.0
+)
 
 
 class PriceBook:

@@ -1,8 +1,9 @@
 """Crash recovery: a process that dies with holds pending must not keep their reservations.
 
-Each Accountant registers in ``instances`` under an id naming its host, pid namespace and pid,
-and heartbeats. Pending ledger rows whose owner is dead (same host and pid namespace: the pid is
-gone or a zombie; elsewhere: no heartbeat for ``STALE_AFTER`` s) are cancelled with reason
+Each Accountant registers in ``instances`` under an id naming its host, pid namespace, pid and
+the process's start time, and heartbeats. Pending ledger rows whose owner is dead (same host and
+pid namespace: the pid is gone, a zombie, or reused by a process started at another time;
+elsewhere: no heartbeat for ``STALE_AFTER`` s) are cancelled with reason
 ``crash_recovery`` and their reservations released, at start and every ``SWEEP_EVERY`` s. A late
 confirm of such a hold still charges the work done (``late_confirm``, see ``ledger.py``);
 docs/accounting.md, "Exactly once, and after a crash".
@@ -22,6 +23,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
@@ -53,8 +55,20 @@ PIDNS = _pidns()
 LIVE: set[str] = set()
 
 
+def proc_start(pid: int) -> str | None:
+    """When a process of this pid namespace started (clock ticks since boot), None if unknown:
+    with the pid, it names one process (a pid alone may be reused by another)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def new_instance_id() -> str:
-    return f"{HOST}|{PIDNS}|{os.getpid()}|{uuid.uuid4().hex[:12]}"
+    """``host|pid namespace|pid|process start|random``."""
+    pid = os.getpid()
+    return f"{HOST}|{PIDNS}|{pid}|{proc_start(pid) or '-'}|{uuid.uuid4().hex[:12]}"
 
 
 def pid_alive(pid: int) -> bool:
@@ -80,6 +94,8 @@ class Recovery:
         self.now = now
         #: pending holds of dead processes cancelled by this instance so far
         self.recovered = 0
+        #: own pending holds found untracked and cancelled (see sweep_orphans)
+        self.orphans = 0
         #: the maintenance loop, once started
         self.task: asyncio.Task[None] | None = None
 
@@ -120,14 +136,18 @@ class Recovery:
         if owner == self.instance_id:
             return False
         parts = owner.split("|")
-        if len(parts) == 4 and parts[0] == HOST and parts[1] == PIDNS:
+        if len(parts) in (4, 5) and parts[0] == HOST and parts[1] == PIDNS:
             try:
                 pid = int(parts[2])
             except ValueError:
                 return True
             if pid == os.getpid():
                 return owner not in LIVE
-            return not pid_alive(pid)
+            if not pid_alive(pid):
+                return True
+            # the pid runs, but is it the same process? a reused pid started later (audit #34)
+            started = parts[3] if len(parts) == 5 else "-"
+            return started != "-" and proc_start(pid) not in (None, started)
         hb = heartbeats.get(owner)
         return hb is None or (self.now() - hb).total_seconds() > STALE_AFTER
 
@@ -160,27 +180,7 @@ class Recovery:
                         )
                     )
                 ).all()
-            for r in rows:
-                async with self.db.tx() as conn:
-                    res = await conn.execute(
-                        update(L)
-                        .where(L.c.id == r.id, L.c.status == "pending")
-                        .values(
-                            status="cancelled",
-                            resolved_at=self.now(),
-                            reason="crash_recovery",
-                            amount_final=0.0,
-                        )
-                    )
-                    if res.rowcount != 1:
-                        continue
-                    for bid, ps in parse_refs(r.budget_refs):
-                        await conn.execute(
-                            update(C)
-                            .where(C.c.budget_id == bid, C.c.period_start == ps)
-                            .values(reserved=release(C.c.reserved, float(r.amount_held)))
-                        )
-                n += 1
+            n += await self._cancel_rows(rows, "crash_recovery")
         dead_instances = [
             i for i in heartbeats if i != self.instance_id and self.is_dead(i, heartbeats)
         ]
@@ -203,6 +203,57 @@ class Recovery:
                 "crash recovery: cancelled %d pending hold(s) of %d dead process(es)", n, len(dead)
             )
         self.recovered += n
+        return n
+
+    async def _cancel_rows(self, rows: Sequence[Any], reason: str) -> int:
+        """Cancel pending ledger rows and release what they reserved; returns how many."""
+        L, C = schema.ledger, schema.budget_counters
+        n = 0
+        for r in rows:
+            async with self.db.tx() as conn:
+                res = await conn.execute(
+                    update(L)
+                    .where(L.c.id == r.id, L.c.status == "pending")
+                    .values(
+                        status="cancelled",
+                        resolved_at=self.now(),
+                        reason=reason,
+                        amount_final=0.0,
+                    )
+                )
+                if res.rowcount != 1:
+                    continue
+                for bid, ps in parse_refs(r.budget_refs):
+                    await conn.execute(
+                        update(C)
+                        .where(C.c.budget_id == bid, C.c.period_start == ps)
+                        .values(reserved=release(C.c.reserved, float(r.amount_held)))
+                    )
+            n += 1
+        return n
+
+    async def sweep_orphans(self, tracked: Callable[[], set[str]]) -> int:
+        """Cancel this process's own pending holds its ledger no longer tracks (reason
+        "orphaned"): whatever lost one (a settlement interrupted in a way nothing caught), it
+        must not keep its reservation until the next start. A late confirm still charges
+        (``ledger.py``). Returns how many."""
+        L = schema.ledger
+        async with self.db.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(L.c.id, L.c.amount_held, L.c.budget_refs).where(
+                        L.c.status == "pending", L.c.owner == self.instance_id
+                    )
+                )
+            ).all()
+        if not rows:
+            return 0
+        known = tracked()  # read after the rows: a hold made meanwhile is in it already
+        lost = [r for r in rows if r.id not in known]
+        n = await self._cancel_rows(lost, "orphaned") if lost else 0
+        if n:
+            log.warning("cancelled %d orphaned pending hold(s) of this process", n)
+        self.orphans += n
         return n
 
     # ---- the maintenance loop ------------------------------------------------------------

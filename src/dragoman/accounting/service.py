@@ -23,6 +23,7 @@ import datetime as _dt
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,12 +34,13 @@ from dragoman.accounting.ledger import Ledger
 from dragoman.accounting.prices import PriceBook
 from dragoman.accounting.queries import Queries
 from dragoman.accounting.recovery import Recovery, new_instance_id
+from dragoman.accounting.spool import Spool, default_spool_path
 from dragoman.accounting.types import Budget, Hold, KeyInfo, Outcome, RequestInfo
 from dragoman.accounting.usage_log import UsageLog
 from dragoman.accounting.writer import BatchWriter
 from dragoman.config import Config, ConfigError, Prices
 from dragoman.errors import ServerError
-from dragoman.store import upgrade_async
+from dragoman.store import schema, upgrade_async
 from dragoman.store.db import Database, create_engine, utcnow
 from dragoman.store.keys import KeyRepo
 from dragoman.store.secrets import load_pepper, master_key
@@ -112,12 +114,18 @@ class Accountant:
             await engine.dispose()
             raise
         self.db = db
+        spool = Spool(
+            Path(st.spool_path) if st.spool_path else default_spool_path(st.url),
+            st.spool_max_bytes,
+            [schema.usage, schema.ledger],
+        )
         self.writer = writer = BatchWriter(
             engine,
             batch_size=st.batch_size,
             flush_interval=st.flush_interval,
             queue_size=st.queue_size,
             lock=db.lock,
+            spool=spool,
         )
         writer.start()
         self.alerts = Alerts(config, db, now=now, webhooks=webhooks)
@@ -133,7 +141,10 @@ class Accountant:
             alerts=self.alerts,
         )
         self.queries = Queries(db, flush=self.flush, now=now)
-        recovery.start([book.load, self.ledger.retry_unsettled])
+        ledger = self.ledger
+        recovery.start(
+            [book.load, ledger.retry_unsettled, lambda: recovery.sweep_orphans(ledger.tracked)]
+        )
         return self
 
     async def close(self) -> None:

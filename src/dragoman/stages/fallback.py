@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from ..accounting.allowed import allowed, may_use
 from ..core.exchange import Exchange, Reply
 from ..core.pipeline import Next
 from ..core.runtime import Runtime
@@ -36,10 +37,13 @@ class Fallback:
                 continue
             if route.name in tried:
                 continue
+            acct = self.rt.accountant
+            if not may_use(acct, ex.key, route.name, fallback=wanted is not first):
+                continue  # a fallback the key may not use (docs/accounting.md)
             tried.add(route.name)
             ex.candidate = route
             # a cooling model gives way only to another route; the last route is always tried
-            ex.last_resort = not self._another_route(route, queue, tried, images)
+            ex.last_resort = not self._another_route(route, queue, tried, ex)
             try:
                 return await next(ex)
             except DragomanError as err:
@@ -78,13 +82,19 @@ class Fallback:
         return vroute if vroute is not None and vroute.vision else None
 
     def _another_route(
-        self, route: ModelRoute, queue: list[ModelRoute], tried: set[str], images: bool
+        self, route: ModelRoute, queue: list[ModelRoute], tried: set[str], ex: Exchange
     ) -> bool:
         """Whether a model other than ``route`` could still take the request if it gave way:
-        one of its fallbacks, or a model already waiting in the queue."""
+        one of its fallbacks, or a model already waiting in the queue (that the key may use)."""
+        images = ex.decision is not None and ex.decision.has_images
         for nxt in [self.rt.models.get(n) for n in route.config.fallbacks] + queue:
             usable = self.usable(nxt, images)
-            if usable is not None and usable.name not in tried and usable is not route:
+            if (
+                usable is not None
+                and usable.name not in tried
+                and usable is not route
+                and allowed(self.rt.accountant, ex.key, usable.name)
+            ):
                 return True
         return False
 

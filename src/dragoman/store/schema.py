@@ -114,7 +114,8 @@ usage = Table(
     Column("error", Text, nullable=True),
     Index("ix_usage_ts", "ts"),
     Index("ix_usage_key_id", "key_id"),
-    Index("ix_usage_request_id", "request_id"),
+    #: unique: the writer's inserts are ON CONFLICT DO NOTHING, so a batch retried counts once
+    Index("ix_usage_request_id", "request_id", unique=True),
 )
 
 #: budgets: synced from the config at start (source "config") or created over the API ("api")
