@@ -51,7 +51,7 @@ def build_gateway(
         [auth, limits, route, ledger, observe, Fallback(rt), Retry(rt)], Dispatch(rt)
     )
     count = build_pipeline([auth, limits, route, observe], CountTokens(rt))
-    return Gateway(rt, pipeline, count, refused=[ledger.refused], closers=[ledger.drain])
+    return Gateway(rt, pipeline, count, refused=[ledger.refused], closers=[ledger.drain], auth=auth)
 
 
 async def open_books(cfg: Config) -> tuple[Any, dict[str, str]]:

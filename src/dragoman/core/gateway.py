@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..dialects.openai import completions
@@ -29,6 +29,9 @@ from ..stages.observe import Observation
 from .exchange import ANTHROPIC, OPENAI, Exchange, Reply
 from .pipeline import Next
 from .runtime import Runtime
+
+if TYPE_CHECKING:
+    from ..stages.auth import Auth
 
 #: books for a request refused before the ledger stage: (exchange, status, message)
 Refused = Callable[[Exchange, int, str], Awaitable[None]]
@@ -63,8 +66,11 @@ class Gateway:
         *,
         refused: Sequence[Refused] = (),
         closers: Sequence[Callable[[], Awaitable[None]]] = (),
+        auth: Auth | None = None,
     ) -> None:
         self.runtime = rt
+        #: the pipeline's auth stage, shared with the server's other routes (one key check)
+        self.auth = auth
         self._pipeline = pipeline
         self._count = count
         self._refused = tuple(refused)

@@ -290,7 +290,7 @@ def create_app(
     app[CONFIG] = config
     app[ACCOUNTANT] = accountant
     app[GATEWAY] = gateway
-    app[AUTH] = Auth(gateway.runtime)
+    app[AUTH] = gateway.auth or Auth(gateway.runtime)
     app[STARTED] = time.time()
     app.add_routes(ROUTES)
     if accountant is not None:
