@@ -71,6 +71,7 @@ from .routing.deployments import (
 )
 from .routing.models import ModelMap, ModelRoute
 from .routing.rules import Decision, decide
+from .store.brief import brief
 from .tokens import (
     estimate_anthropic_request_tokens,
     estimate_openai_request_tokens,
@@ -1085,8 +1086,10 @@ class Engine:
     async def _write_books(self, books: Awaitable[None], request_id: str) -> None:
         try:
             await books
-        except Exception:  # the books must never break a response
-            log.exception("ledger settle failed for %s", request_id)
+        except Exception as e:  # the books must never break a response
+            # type and short message only: no SQL, no bound values (audit #30)
+            log.error("ledger settle failed for %s: %s", request_id, brief(e))
+            log.debug("ledger settle failure for %s", request_id, exc_info=True)
 
 
 def _model_name(body: Any) -> str:

@@ -42,6 +42,7 @@ from dragoman.accounting.writer import BatchWriter
 from dragoman.config import Config
 from dragoman.errors import ServerError
 from dragoman.store import schema
+from dragoman.store.brief import brief
 from dragoman.store.db import Database, insert_ignore
 
 log = logging.getLogger("dragoman.accounting")
@@ -204,7 +205,7 @@ class Ledger:
         except BudgetLimitError:
             raise
         except Exception as e:
-            log.error("budget check failed (request refused): %s", e)
+            log.error("budget check failed (request refused): %s", brief(e))
             raise ServerError(
                 "budget check unavailable: the accounting database did not answer",
                 status=503,
@@ -285,7 +286,7 @@ class Ledger:
         try:
             crossed = await self._settle_persisted(h, status, final, reason)
         except Exception as e:
-            log.error("could not settle hold %s (%s); will retry: %s", h.id, status, e)
+            log.error("could not settle hold %s (%s); will retry: %s", h.id, status, brief(e))
             self.unsettled.append((h, status, final, reason))
             return
         if self.alerts is not None:

@@ -25,6 +25,8 @@ from typing import Any
 from sqlalchemy import Boolean, DateTime, Table, bindparam
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dragoman.store.brief import brief
+
 log = logging.getLogger("dragoman.accounting")
 
 _RETRY_DELAYS = (0.1, 0.5, 2.0)
@@ -163,11 +165,13 @@ class BatchWriter:
                 raise
             except Exception as e:
                 if attempt < len(_RETRY_DELAYS):
-                    log.warning("accounting batch write failed (%s); retrying", e)
+                    log.warning("accounting batch write failed (%s); retrying", brief(e))
                     await asyncio.sleep(_RETRY_DELAYS[attempt])
                 else:
                     log.error(
-                        "accounting batch of %d rows failed (%s); writing one by one", len(batch), e
+                        "accounting batch of %d rows failed (%s); writing one by one",
+                        len(batch),
+                        brief(e),
                     )
                     await self._write_each(batch)
 
@@ -216,7 +220,7 @@ class BatchWriter:
                 raise
             except Exception as e:
                 self.failed += 1
-                log.error("accounting %s row lost: %s", table.name, e)
+                log.error("accounting %s row lost: %s", table.name, brief(e))
 
 
 def _sqlite_value(v: Any) -> Any:
