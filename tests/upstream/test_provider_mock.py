@@ -24,7 +24,6 @@ from dragoman.protocols import openai as po
 from dragoman.providers import UpstreamReply, UpstreamStream, make_provider
 from dragoman.upstream import classify
 from dragoman.upstream.mock import MockResponse, MockTransport
-from dragoman.upstream.transport import UpstreamRequest
 
 KEY = "sk-ant-PROVIDER-SECRET-0123456789"
 PLAIN_KEY = "plainproviderkeyXYZ"  # no credential shape: only the configured value betrays it
@@ -181,8 +180,3 @@ def test_a_redirect_is_a_bad_gateway() -> None:
     err = classify.from_answer(prov, 307, b"", {"location": "http://evil.example/"})
     assert isinstance(err, BadUpstreamResponse) and err.status == 502
     assert err.upstream_status == 307 and not err.connection_error  # another deployment
-
-
-def test_mock_transport_sees_requests() -> None:
-    req = UpstreamRequest("GET", "http://x/", {})
-    assert req.body is None and req.total is None
