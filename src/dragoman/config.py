@@ -70,6 +70,11 @@ class ProviderConfig(_Strict):
     credential: str | None = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = 1000
+    #: largest upstream body read whole (bytes, decompressed); beyond it the answer is a 502
+    max_response_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    #: largest single server-sent event of an upstream stream; beyond it the stream ends with
+    #: an error event (docs/upstream.md)
+    max_event_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     #: extra headers sent on every upstream request
     headers: dict[str, str] = Field(default_factory=dict)
     #: what kind of server this is (a row of the capability table, docs/flavors.md): "auto"

@@ -38,10 +38,12 @@ from .dialects.openai.flavors import (
 )
 from .errors import (
     STATUS_BY_TYPE,
+    ContextOverflow,
     DragomanError,
     InvalidRequestError,
     OverloadedError,
     ServerError,
+    UpstreamRefusal,
     type_for_status,
 )
 from .ids import request_id
@@ -59,7 +61,7 @@ from .relay import (
     anthropic_body_usage,
     openai_body_usage,
 )
-from .retry_after import header_value, parse_retry_after
+from .retry_after import header_value
 from .routing.deployments import (
     COOLING_ERRORS,
     CoolingOverloadedError,
@@ -70,6 +72,7 @@ from .routing.deployments import (
 )
 from .routing.models import ModelMap, ModelRoute
 from .routing.rules import Decision, decide
+from .store.brief import brief
 from .tokens import (
     estimate_anthropic_request_tokens,
     estimate_openai_request_tokens,
@@ -84,7 +87,6 @@ from .translate.context import ResponseContext, Target
 from .translate.errors import (
     anthropic_upstream_error,
     openai_stream_error_to_error,
-    openai_upstream_error,
 )
 from .translate.names import strip_synthetic_thinking
 from .translate.o2a import anthropic_to_openai_response, openai_to_anthropic_request
@@ -98,6 +100,7 @@ from .translate.tool_ids import (
     map_openai_sse,
     tool_id_format_for,
 )
+from .upstream import classify
 from .usage import Usage
 
 log = logging.getLogger("dragoman.engine")
@@ -717,19 +720,14 @@ class Engine:
         return Prepared("o2a", prov.messages_path, orjson.dumps(a), prov.headers_for(None), rctx)
 
     def _upstream_error(self, prov: Provider, rep: UpstreamReply) -> DragomanError:
-        if prov.kind == ANTHROPIC:
-            err = anthropic_upstream_error(rep.status, rep.body, rep.headers)
-        else:
-            err = openai_upstream_error(rep.status, rep.body, rep.headers)
-        err.upstream_status = rep.status
-        # whatever the status, the upstream's retry-after (sane, capped) drives the backoff, the
-        # cooldown, and the header the caller gets
-        err.retry_after = parse_retry_after(
-            rep.headers, cap=self.config.routing.cooldown.max_retry_after
+        # typed, scrubbed and with its retry-after read, once (upstream/classify.py)
+        return classify.from_answer(
+            prov,
+            rep.status,
+            rep.body,
+            rep.headers,
+            retry_cap=self.config.routing.cooldown.max_retry_after,
         )
-        if err.retry_after is not None:
-            err.headers["retry-after"] = header_value(err.retry_after)
-        return err
 
     async def _attempt(self, call: Call, route: ModelRoute, dep: Deployment) -> Result:
         prov = dep.provider
@@ -762,7 +760,7 @@ class Engine:
                 early = _stream_error(prov.kind, first)
                 if early is not None:  # an error event before anything reached the client
                     up.close()
-                    raise early
+                    raise classify.retype(early, prov)
                 ttfb = time.perf_counter() - t0
                 # healthy again only once the stream completes (see _relay): a stream that
                 # breaks half-way is a failure, even though its first byte came
@@ -787,7 +785,7 @@ class Engine:
             call.route, call.deployment = route, dep
             body, usage, refusal = self._finish(call, prep, rep.body)
             if refusal and route.config.content_policy_fallbacks:
-                refused = InvalidRequestError(f"model {route.name!r} refused the request")
+                refused = UpstreamRefusal(f"model {route.name!r} refused the request")
                 refused.upstream_status = 200
                 raise refused
             call.ttft = time.perf_counter() - call.started
@@ -976,7 +974,7 @@ class Engine:
                 yield tr2.finish()
                 if tr2.failed:
                     status, error, error_type = 502, "upstream stream failed", "api_error"
-        except (DragomanError, orjson.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
+        except Exception as exc:
             # an upstream failure mid-stream, or an event we cannot read: the client gets an
             # error in its dialect, never a stream that just stops
             err = (
@@ -1097,8 +1095,10 @@ class Engine:
     async def _write_books(self, books: Awaitable[None], request_id: str) -> None:
         try:
             await books
-        except Exception:  # the books must never break a response
-            log.exception("ledger settle failed for %s", request_id)
+        except Exception as e:  # the books must never break a response
+            # type and short message only: no SQL, no bound values (audit #30)
+            log.error("ledger settle failed for %s: %s", request_id, brief(e))
+            log.debug("ledger settle failure for %s", request_id, exc_info=True)
 
 
 def _model_name(body: Any) -> str:
@@ -1212,13 +1212,11 @@ def _openai_refused(resp: dict[str, Any]) -> bool:
 
 
 def _is_context_overflow(err: DragomanError) -> bool:
-    m = err.message
-    return "prompt is too long" in m or "exceed context limit" in m or "context length" in m
+    return isinstance(err, ContextOverflow)  # typed where classified (upstream/classify.py)
 
 
 def _is_content_refusal(err: DragomanError) -> bool:
-    m = err.message.lower()
-    return "refused" in m or "content policy" in m or "content_filter" in m or "safety" in m
+    return isinstance(err, UpstreamRefusal)
 
 
 def _for_anthropic_server(body: dict[str, Any], caps: Flavor) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from typing import Any
 import orjson
 
 from .errors import STATUS_BY_TYPE
-from .protocols.sse import _parse_block, anthropic_frame, openai_frame
+from .protocols.sse import EventCutter, _parse_block, anthropic_frame, openai_frame
+from .scrub import scrub
 from .tokens import estimate_text_tokens
 from .translate.errors import openai_stream_error_to_error
 from .usage import Usage
@@ -37,17 +38,6 @@ _BYTES_PER_TOKEN = 3
 
 #: the request's input estimate, computed only if needed (it costs a pass over the request)
 InputEstimate = Callable[[], int]
-
-
-def _cut(tail: bytes, chunk: bytes) -> tuple[bytes, bytes]:
-    """(complete events, incomplete tail) of ``tail + chunk``; CRLF framing normalised."""
-    data = tail + chunk if tail else chunk
-    if b"\r" in data:
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    end = data.rfind(b"\n\n")
-    if end < 0:
-        return b"", data
-    return data[: end + 2], data[end + 2 :]
 
 
 def _escaped_len(s: Any) -> int:
@@ -140,7 +130,7 @@ class AnthropicRelay:
         self.error_type = "api_error"
         self.start_usage = False  # message_start carried usage (the input side is known)
         self.final_usage = False  # message_delta carried output_tokens (the total is known)
-        self.tail = b""
+        self.tail = EventCutter()
         self.meter = _Meter()
 
     @property
@@ -148,7 +138,7 @@ class AnthropicRelay:
         return self.error is not None
 
     def feed(self, chunk: bytes) -> None:
-        complete, self.tail = _cut(self.tail, chunk)
+        complete = self.tail.cut(chunk)
         if not complete:
             return
         if b"message_" not in complete and b"error" not in complete:
@@ -186,7 +176,7 @@ class AnthropicRelay:
                 obj = orjson.loads(ev.data)
                 e = obj.get("error") if isinstance(obj, dict) else None
                 e = e if isinstance(e, dict) else {}
-                self.error = str(e.get("message") or "upstream error")
+                self.error = scrub(str(e.get("message") or "upstream error"))
                 self.error_type = str(e.get("type") or "api_error")
                 self.error_status = STATUS_BY_TYPE.get(self.error_type, 500)
 
@@ -258,13 +248,13 @@ class OpenAIRelay:
         self.error: str | None = None
         self.error_status = 500
         self.error_type = "api_error"
-        self.tail = b""
+        self.tail = EventCutter()
         self.meter = _Meter()
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes to forward: whole events only (upstreams flush per event, so this adds
         no delay in practice)."""
-        complete, self.tail = _cut(self.tail, chunk)
+        complete = self.tail.cut(chunk)
         if not complete:
             return b""
         if b"error" not in complete and b"[DONE]" not in complete and not _has_usage(complete):

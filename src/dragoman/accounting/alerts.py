@@ -19,6 +19,7 @@ from dragoman.accounting.budgets import EPS
 from dragoman.accounting.types import Budget
 from dragoman.config import Config
 from dragoman.store import schema
+from dragoman.store.brief import brief
 from dragoman.store.db import Database, insert_ignore
 
 log = logging.getLogger("dragoman.accounting")
@@ -94,7 +95,7 @@ class Alerts:
                         )
                     )
             except Exception as e:
-                log.warning("could not record a budget alert: %s", e)
+                log.warning("could not record a budget alert: %s", brief(e))
                 continue
             self._fired.add(mark)
             if res.rowcount == 1:
