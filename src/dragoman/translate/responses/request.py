@@ -219,8 +219,10 @@ class _Messages:
         last = self.msgs[-1] if self.msgs else None
         if last is not None and last["role"] == "user":
             prev = last["content"]
-            prev_parts = [{"type": "text", "text": prev}] if isinstance(prev, str) else prev
-            last["content"] = prev_parts + parts
+            if isinstance(prev, str):
+                last["content"] = [{"type": "text", "text": prev}, *parts]
+            else:
+                prev.extend(parts)  # in place: n user items in a row stay linear
         else:
             self.msgs.append({"role": "user", "content": _flat(parts)})
 
