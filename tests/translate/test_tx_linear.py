@@ -7,7 +7,6 @@ a ratio near 4, the quadratic code it replaces gave 10-16 at these sizes."""
 from __future__ import annotations
 
 import pytest
-
 from tests.translate.scaling import CASES, best_time
 
 N = 3000

@@ -7,8 +7,8 @@ Streams are in :mod:`.stream_a2o`.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 import time
+from collections import Counter
 from typing import Any
 
 from ..errors import InvalidRequestError
