@@ -43,6 +43,7 @@ from .errors import (
     ServerError,
     type_for_status,
 )
+from .guard.request import check_request
 from .ids import request_id
 from .protocols import anthropic as pa
 from .protocols import openai as po
@@ -326,6 +327,7 @@ class Engine:
     ) -> dict[str, Any]:
         """``POST /v1/messages/count_tokens``: the upstream's count when it has one."""
         pa.validate_messages_request(body, count_tokens=True)
+        check_request(ANTHROPIC, body, self.config.server.request_limits)
         headers = headers or {}
         call = Call(ANTHROPIC, body, headers, _rid(), key)
         decision = self._decide(call)
@@ -406,6 +408,7 @@ class Engine:
         """The caller's request checks; a refusal still writes its usage row."""
         try:
             check(call.body)
+            check_request(call.front, call.body, self.config.server.request_limits)
         except DragomanError as err:
             await self._settle(call, None, err.status, err.message)
             raise
