@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from dragoman.accounting.budgets import EPS
@@ -92,6 +92,7 @@ class Alerts:
         self.now = now
         self.webhooks: Webhooks = webhooks or HttpWebhooks()
         self.retry_delays: tuple[float, ...] = RETRY_DELAYS
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         #: deliveries still running
         self.tasks: set[asyncio.Task[None]] = set()
         self._fired: set[tuple[str, _dt.datetime, float]] = set()
@@ -148,7 +149,7 @@ class Alerts:
         """Up to ``1 + len(retry_delays)`` attempts; a refused URL and a 4xx are not retried."""
         for attempt in range(len(self.retry_delays) + 1):
             if attempt:
-                await asyncio.sleep(self.retry_delays[attempt - 1])
+                await self.sleep(self.retry_delays[attempt - 1])
             try:
                 status = await self.webhooks.post(url, payload)
             except WebhookRefused as e:
