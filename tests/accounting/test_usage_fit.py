@@ -23,3 +23,13 @@ async def test_a_long_requested_model_is_cut_and_the_batch_is_written(acct: Acco
     await acct.flush()
     got = sorted(r.requested_model for r in await rows(acct, schema.usage))
     assert got == sorted(["flat", "flat", long_name[:200]])
+
+
+async def test_nul_characters_are_dropped(acct: Accountant) -> None:
+    """PostgreSQL refuses NUL in text: a refused request's row names the model it asked for."""
+    odd = dataclasses.replace(request_info(), requested_model="a\x00b")
+    h = await acct.hold(odd)
+    await acct.confirm(h, outcome(Usage(input_tokens=10), error="bad \x00 byte"))
+    await acct.flush()
+    (row,) = await rows(acct, schema.usage)
+    assert (row.requested_model, row.error) == ("ab", "bad  byte")
