@@ -46,6 +46,7 @@ from .errors import (
     UpstreamRefusal,
     type_for_status,
 )
+from .guard.request import check_request
 from .ids import request_id
 from .protocols import anthropic as pa
 from .protocols import openai as po
@@ -330,6 +331,7 @@ class Engine:
     ) -> dict[str, Any]:
         """``POST /v1/messages/count_tokens``: the upstream's count when it has one."""
         pa.validate_messages_request(body, count_tokens=True)
+        check_request(ANTHROPIC, body, self.config.server.request_limits)
         headers = headers or {}
         call = Call(ANTHROPIC, body, headers, _rid(), key)
         decision = self._decide(call)
@@ -410,6 +412,7 @@ class Engine:
         """The caller's request checks; a refusal still writes its usage row."""
         try:
             check(call.body)
+            check_request(call.front, call.body, self.config.server.request_limits)
         except DragomanError as err:
             await self._settle(call, None, err.status, err.message)
             raise

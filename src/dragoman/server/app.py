@@ -25,6 +25,7 @@ from ..errors import (
     RequestTooLargeError,
     ServerError,
 )
+from ..guard.query import upstream_query
 from ..ids import request_id
 from ..protocols import anthropic as pa
 from ..protocols import openai as po
@@ -229,7 +230,7 @@ def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
             request.headers,
             key=key,
             request_id=request[REQUEST_ID],
-            query=request.query_string,
+            query=upstream_query(request.rel_url.raw_query_string),
         )
         return await _respond(request, result, obs)
 
@@ -237,7 +238,9 @@ def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
         key = await auth.check(request)
         body = await _json_body(request)
         obs.model = _model_served(engine, body)
-        got = await engine.count_tokens(body, request.headers, key=key, query=request.query_string)
+        got = await engine.count_tokens(
+            body, request.headers, key=key, query=upstream_query(request.rel_url.raw_query_string)
+        )
         obs.status = 200
         return web.Response(body=orjson.dumps(got), content_type="application/json")
 
