@@ -9,7 +9,9 @@ from typing import Any
 
 from .errors import (
     AuthenticationError,
+    BadUpstreamResponse,
     BudgetExceededError,
+    ContextOverflow,
     DragomanError,
     InvalidRequestError,
     ModelNotFoundError,
@@ -17,6 +19,11 @@ from .errors import (
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    UpstreamConnectionError,
+    UpstreamCredentialsRejected,
+    UpstreamError,
+    UpstreamRefusal,
+    UpstreamStatusError,
 )
 
 __version__ = "0.1.0"
@@ -24,7 +31,9 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncStream",
     "AuthenticationError",
+    "BadUpstreamResponse",
     "BudgetExceededError",
+    "ContextOverflow",
     "DragomanError",
     "Gateway",
     "InvalidRequestError",
@@ -37,6 +46,11 @@ __all__ = [
     "Reply",
     "ServerError",
     "Stream",
+    "UpstreamConnectionError",
+    "UpstreamCredentialsRejected",
+    "UpstreamError",
+    "UpstreamRefusal",
+    "UpstreamStatusError",
     "load_config",
 ]
 

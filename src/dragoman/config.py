@@ -35,10 +35,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class RequestLimits(_Strict):
+    """The most one request may carry, checked before any translation (docs/limits.md,
+    "Request caps"): a 400 naming the cap, so one request cannot hold the event loop."""
+
+    max_messages: int = Field(default=10000, ge=1)
+    max_tools: int = Field(default=512, ge=0)
+    #: tool calls in the whole history (assistant ``tool_use`` blocks / ``tool_calls`` entries)
+    max_tool_calls: int = Field(default=4096, ge=0)
+    #: nesting of JSON values (tool inputs, schemas): deeper ones cannot be re-serialised safely
+    max_depth: int = Field(default=64, ge=8)
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 32 * 1024 * 1024
+    request_limits: RequestLimits = Field(default_factory=RequestLimits)
     #: log format: "json" (one object a line) or "text"
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
@@ -70,6 +83,11 @@ class ProviderConfig(_Strict):
     credential: str | None = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = 1000
+    #: largest upstream body read whole (bytes, decompressed); beyond it the answer is a 502
+    max_response_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    #: largest single server-sent event of an upstream stream; beyond it the stream ends with
+    #: an error event (docs/upstream.md)
+    max_event_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     #: extra headers sent on every upstream request
     headers: dict[str, str] = Field(default_factory=dict)
     #: what kind of server this is (a row of the capability table, docs/flavors.md): "auto"

@@ -3,6 +3,22 @@
 Every error carries an Anthropic error ``type`` as its canonical kind; the server renders it in
 the caller's dialect (``protocols.anthropic.error_body`` / ``protocols.openai.error_body``), and
 library users catch the subclasses.
+
+Where an error came from is its type, set once where the upstream's answer is classified
+(``upstream/classify.py``, ``upstream/http.py``)::
+
+    DragomanError
+      UpstreamError                       an upstream's doing, not the client's nor ours
+        UpstreamStatusError               it answered with an error status (``upstream_status``)
+          ContextOverflow                 ... saying the prompt does not fit (400)
+          UpstreamRefusal                 ... refusing on content policy
+          UpstreamCredentialsRejected     ... rejecting OUR provider key (401/403 -> 502)
+          Upstream<Kind>Error             ... anything else, also a RateLimitError, ServerError...
+        UpstreamConnectionError           it could not be reached, timed out or broke the stream
+          UpstreamUnreachable             ... refused, reset, broken (529, an OverloadedError)
+          UpstreamTimeout                 ... too slow (504, an UpstreamTimeoutError)
+        BadUpstreamResponse               it answered something unusable: a redirect, a body or
+                                          event too large, a shape no dialect has (502)
 """
 
 from __future__ import annotations
@@ -40,6 +56,8 @@ class DragomanError(Exception):
     model: str | None = None
     deployment: str | None = None
     attempts: int | None = None
+    #: the ``error.type`` an OpenAI client sees, when the Anthropic type's usual mapping is not it
+    openai_type: str | None = None
 
     def __init__(
         self,
@@ -119,6 +137,62 @@ class UpstreamTimeoutError(ServerError):
     status = 504
 
 
+# -- origin as type (see the tree in the module docstring) -----------------------------------
+
+
+class UpstreamError(DragomanError):
+    """An error an upstream caused. Mixed into the kind classes (``RateLimitError``...), so a
+    library user may catch either the kind or the origin."""
+
+    #: the provider, as configured, that caused it
+    provider: str | None = None
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered with an HTTP error status (kept in ``upstream_status``)."""
+
+
+class UpstreamConnectionError(UpstreamError):
+    """The upstream could not be reached, or dropped the connection (always worth a retry)."""
+
+    connection_error = True
+
+
+class UpstreamUnreachable(UpstreamConnectionError, OverloadedError):
+    """Refused, reset or broken: overloaded, as far as the caller can tell (529)."""
+
+
+class UpstreamTimeout(UpstreamConnectionError, UpstreamTimeoutError):
+    """No connection, no answer, or a silence too long, within the provider's timeouts (504)."""
+
+
+class ContextOverflow(UpstreamStatusError, InvalidRequestError):
+    """The upstream says the prompt does not fit the model's context window."""
+
+
+class UpstreamRefusal(UpstreamStatusError, InvalidRequestError):
+    """The upstream refused the request on content policy (a 400, or a 200 content filter)."""
+
+
+class UpstreamCredentialsRejected(UpstreamStatusError, ServerError):
+    """The upstream rejected the gateway's own provider credentials (401/403): a bad gateway,
+    never the client's authentication error (docs/upstream.md)."""
+
+    type = "api_error"
+    status = 502
+    openai_type = "upstream_error"
+
+
+class BadUpstreamResponse(UpstreamError, ServerError):
+    """The upstream answered something no dialect allows: a redirect, an oversized body or
+    event, an unreadable body. A 502, and worth another deployment."""
+
+    type = "api_error"
+    status = 502
+    openai_type = "upstream_error"
+    connection_error = True
+
+
 _CLASS_BY_TYPE: dict[str, type[DragomanError]] = {
     "invalid_request_error": InvalidRequestError,
     "authentication_error": AuthenticationError,
@@ -137,6 +211,24 @@ def error_for(type_: str, message: str, *, status: int | None = None, **kw: Any)
     """Build the typed error for an Anthropic error type (the status defaults from the type)."""
     cls = _CLASS_BY_TYPE.get(type_, ServerError)
     return cls(message, status=status, type=type_, **kw)
+
+
+_UPSTREAM_CLASS: dict[type[DragomanError], type[UpstreamStatusError]] = {}
+
+
+def upstream_status_error(
+    type_: str, message: str, *, upstream_status: int, status: int | None = None, **kw: Any
+) -> UpstreamStatusError:
+    """The typed error for an upstream's error answer: an ``UpstreamStatusError`` that is also
+    the kind class of ``type_`` (``RateLimitError``, ``OverloadedError``...)."""
+    kind = _CLASS_BY_TYPE.get(type_, ServerError)
+    cls = _UPSTREAM_CLASS.get(kind)
+    if cls is None:
+        name = "Upstream" + kind.__name__.removesuffix("Error") + "Error"
+        cls = _UPSTREAM_CLASS[kind] = type(name, (UpstreamStatusError, kind), {})
+    err = cls(message, status=status, type=type_, **kw)
+    err.upstream_status = upstream_status
+    return err
 
 
 def type_for_status(status: int) -> str:

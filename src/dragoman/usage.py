@@ -35,12 +35,12 @@ class Usage:
 
     @classmethod
     def from_anthropic(cls, u: dict[str, Any] | None) -> Usage:
-        u = u or {}
+        u = u if isinstance(u, dict) else {}  # an upstream's object: any shape may come
         out = cls(
-            int(u.get("input_tokens") or 0),
-            int(u.get("output_tokens") or 0),
-            int(u.get("cache_creation_input_tokens") or 0),
-            int(u.get("cache_read_input_tokens") or 0),
+            _count(u.get("input_tokens")),
+            _count(u.get("output_tokens")),
+            _count(u.get("cache_creation_input_tokens")),
+            _count(u.get("cache_read_input_tokens")),
         )
         out._anthropic_extras(u)
         return out
@@ -58,14 +58,15 @@ class Usage:
 
     @classmethod
     def from_openai(cls, u: dict[str, Any] | None) -> Usage:
-        u = u or {}
-        details = u.get("prompt_tokens_details") or {}
-        cached = int(details.get("cached_tokens") or 0)
-        written = int(details.get("cache_write_tokens") or 0)
-        prompt = int(u.get("prompt_tokens") or 0)
+        u = u if isinstance(u, dict) else {}
+        details = u.get("prompt_tokens_details")
+        details = details if isinstance(details, dict) else {}
+        cached = _count(details.get("cached_tokens"))
+        written = _count(details.get("cache_write_tokens"))
+        prompt = _count(u.get("prompt_tokens"))
         return cls(
             max(prompt - cached - written, 0),
-            int(u.get("completion_tokens") or 0),
+            _count(u.get("completion_tokens")),
             written,
             cached,
         )
@@ -80,5 +81,18 @@ class Usage:
         ):
             v = u.get(k)
             if v is not None:
-                setattr(self, k, int(v))
+                setattr(self, k, _count(v))
         self._anthropic_extras(u)
+
+
+def _count(v: Any) -> int:
+    """A token count from an upstream's JSON: a non-negative int, else 0 (never an exception:
+    a malformed usage must not break the settlement of a stream)."""
+    if isinstance(v, str) and v.isdigit():
+        return int(v)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return 0
+    try:
+        return max(int(v), 0)
+    except (OverflowError, ValueError):  # inf, nan
+        return 0

@@ -8,8 +8,6 @@ import random
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
 from dragoman.accounting import (
@@ -418,22 +416,16 @@ async def test_api_budget_seen_by_other_instance(db_url: str) -> None:
 async def test_alerts_fire_once_per_threshold_per_period(
     db_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    hits: list[dict[str, Any]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        hits.append(await request.json())
-        return web.json_response({"ok": True})
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    server = TestServer(app)
-    await server.start_server()
+    # a webhook is https to a public host (tests/accounting/test_webhooks.py): the receiver
+    # here is the Webhooks seam, recording what would be POSTed
+    hooks = _RecordingWebhooks()
+    hits = hooks.payloads
     clock = [_dt.datetime(2025, 5, 5, 10, 0)]
     cfg = make_config(
         db_url,
         accounting={
             "budgets": [{"scope": "global", "period": "daily", "limit_usd": 1.0}],
-            "alert_webhook": str(server.make_url("/hook")),
+            "alert_webhook": "https://hooks.example.com/budget",
         },
     )
 
@@ -446,7 +438,7 @@ async def test_alerts_fire_once_per_threshold_per_period(
         assert a.alerts is not None
         await a.alerts.drain()
 
-    a = await Accountant.create(cfg, now=lambda: clock[0])
+    a = await Accountant.create(cfg, now=lambda: clock[0], webhooks=hooks)
     try:
         await spend(a, 0.3)
         assert hits == []
@@ -459,7 +451,9 @@ async def test_alerts_fire_once_per_threshold_per_period(
         assert hits[1]["type"] == "warning" and hits[1]["spent_usd"] == pytest.approx(0.9)
     finally:
         await a.close()
-    b = await Accountant.create(cfg, now=lambda: clock[0])  # a restart does not fire them again
+    hooks.closed = False
+    # a restart does not fire them again
+    b = await Accountant.create(cfg, now=lambda: clock[0], webhooks=hooks)
     try:
         await spend(b, 0.01)
         assert len(hits) == 2
@@ -472,10 +466,27 @@ async def test_alerts_fire_once_per_threshold_per_period(
         assert hits[3]["period_start"].startswith("2025-05-06")
     finally:
         await b.close()
-        await server.close()
+    assert {u for u, _ in hooks.posted} == {"https://hooks.example.com/budget"}
     logged = [r for r in caplog.records if r.name == "dragoman.budget"]
     assert len(logged) == 4 and all(r.levelname == "WARNING" for r in logged)
     assert logged[0].budget_alert["threshold"] == 50.0
+
+
+class _RecordingWebhooks:
+    """A receiver that answers 200 (the Webhooks seam of alerts.py)."""
+
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, dict[str, Any]]] = []
+        self.payloads: list[dict[str, Any]] = []
+        self.closed = False
+
+    async def post(self, url: str, payload: dict[str, Any]) -> int:
+        self.posted.append((url, payload))
+        self.payloads.append(payload)
+        return 200
+
+    async def close(self) -> None:
+        self.closed = True
 
 
 class _DownWebhooks:
@@ -506,13 +517,17 @@ async def test_alert_delivery_failure_never_fails_the_request(
         },
     )
     a = await Accountant.create(cfg, webhooks=hooks)
+    assert a.alerts is not None
+    a.alerts.retry_delays = (0.0, 0.0)
     try:
         h = await a.hold(request_info(input_tokens=600_000, max_tokens=0))
         await a.confirm(h, outcome(Usage(input_tokens=600_000)))  # 60 %: the alert fires
         assert h.state == "confirmed" and h.cost == pytest.approx(0.6)
         assert a.alerts is not None
         await a.alerts.drain()
-        ((url, payload),) = hooks.posted
+        # three attempts (retried with backoff), then given up; the request was never held up
+        assert len(hooks.posted) == 3
+        url, payload = hooks.posted[0]
         assert url == "http://hooks.invalid/budget" and payload["threshold"] == 50.0
         assert "budget alert webhook http://hooks.invalid/budget failed" in caplog.text
         await ledger_consistent(a)

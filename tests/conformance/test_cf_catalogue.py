@@ -1346,14 +1346,15 @@ A_EXPECT = {
     "429": (429, "rate_limit_error", anthropic.RateLimitError),
     "overloaded": (529, "overloaded_error", anthropic.OverloadedError),
     "500": (500, "api_error", anthropic.InternalServerError),
-    "401": (401, "authentication_error", anthropic.AuthenticationError),
+    # our provider key refused: a bad gateway, not the client's auth error (audit #3)
+    "401": (502, "api_error", anthropic.InternalServerError),
     "context-overflow": (400, "invalid_request_error", anthropic.BadRequestError),
 }
 O_EXPECT = {
     "429": (429, "rate_limit_error", openai.RateLimitError),
     "overloaded": (503, "server_error", openai.InternalServerError),
     "500": (500, "server_error", openai.InternalServerError),
-    "401": (401, "authentication_error", openai.AuthenticationError),
+    "401": (502, "upstream_error", openai.InternalServerError),
     "context-overflow": (400, "invalid_request_error", openai.BadRequestError),
 }
 

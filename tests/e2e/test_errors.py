@@ -124,7 +124,8 @@ def test_unknown_model_404_both_dialects(stack: Stack) -> None:
     ("status", "a_status", "a_type", "o_status"),
     [
         (400, 400, "invalid_request_error", 400),
-        (401, 401, "authentication_error", 401),
+        # our provider key refused: a bad gateway, never the client's auth error (#3)
+        (401, 502, "api_error", 502),
         (404, 404, "not_found_error", 404),
         (429, 429, "rate_limit_error", 429),
         (500, 500, "api_error", 500),
@@ -148,7 +149,11 @@ def test_openai_upstream_errors(
     stack.vllm.enqueue(OpenAIErrorReply(status=status, message="upstream says no"))
     r = http.post(stack.url + "/v1/chat/completions", CHAT, O_HEADERS)
     assert r.status == o_status
-    assert "upstream says no" in o_err(r)["message"]
+    if status == 401:
+        assert o_err(r)["type"] == "upstream_error"
+        assert o_err(r)["message"] == "upstream vllm rejected the gateway's credentials"
+    else:
+        assert "upstream says no" in o_err(r)["message"]
     assert len(stack.vllm.requests) == 2
 
 

@@ -468,8 +468,11 @@ for _p in PATHS:
     def _upstream_401(r: Ring, p: Lane = _p) -> None:
         r.fake(p).enqueue(r.error(p, 401, "ring: bad provider key"))
         o = r.ask(p)
-        _failed(r, p, o, 401, attempts=1, upstream=1)
-        assert "ring: bad provider key" in o.error_message
+        # our provider key refused: a bad gateway naming the provider, not the upstream's
+        # words nor the client's auth error (docs/upstream.md)
+        _failed(r, p, o, 502, attempts=1, upstream=1)
+        assert "rejected the gateway's credentials" in o.error_message
+        assert o.error_type == ("upstream_error" if p.client == "openai" else "api_error")
 
     def _long_429(r: Ring, p: Lane = _p) -> None:
         # longer than max_delay (60 s): not waited out; the caller gets the upstream's 429 and

@@ -121,8 +121,9 @@ def test_retryable_statuses(drv: Driver, fakes: Fakes, status: int) -> None:
     ("status", "etype", "exc"),
     [
         (400, "invalid_request_error", dragoman.InvalidRequestError),
-        (401, "authentication_error", dragoman.AuthenticationError),
-        (403, "permission_error", dragoman.PermissionDeniedError),
+        # our provider credentials refused: a bad gateway, not the client's auth error
+        (401, "api_error", dragoman.UpstreamCredentialsRejected),
+        (403, "api_error", dragoman.UpstreamCredentialsRejected),
         (404, "not_found_error", dragoman.ModelNotFoundError),
         (413, "request_too_large", dragoman.DragomanError),
     ],
@@ -133,7 +134,7 @@ def test_other_4xx_are_never_retried(
     fakes.anth.enqueue(error_reply(status, "nope"))
     r = drv.messages(msg("claude"))
     assert len(fakes.anth.requests) == 1 and drv.time.sleeps == []
-    assert r.status == status and r.error_type == etype
+    assert r.status == (502 if status in (401, 403) else status) and r.error_type == etype
     if drv.kind == "library":
         assert isinstance(r.exc, exc)
     # a client's mistake says nothing about the deployment's health; wrong provider credentials

@@ -209,7 +209,8 @@ AREQ = {**REQ, "max_tokens": 64}
     ("reply", "exc", "status"),
     [
         (error_reply(429, headers={"retry-after": "300"}), dragoman.RateLimitError, 429),
-        (error_reply(401), dragoman.AuthenticationError, 401),
+        # our provider credentials refused: a bad gateway (a ServerError), never the caller's
+        (error_reply(401), dragoman.UpstreamCredentialsRejected, 502),
         (error_reply(404), dragoman.ModelNotFoundError, 404),
         (error_reply(400), dragoman.InvalidRequestError, 400),
         (error_reply(500), dragoman.ServerError, 500),
@@ -235,7 +236,7 @@ def test_typed_errors_from_an_anthropic_upstream(
         (OpenAIErrorReply(429, "slow", headers={"retry-after": "300"}), dragoman.RateLimitError),
         (
             OpenAIErrorReply(401, "bad key", type="AuthenticationError"),
-            dragoman.AuthenticationError,
+            dragoman.UpstreamCredentialsRejected,
         ),
         (OpenAIErrorReply(404, "no such model", type="NotFoundError"), dragoman.ModelNotFoundError),
         (OpenAIErrorReply(400, "bad", type="BadRequestError"), dragoman.InvalidRequestError),

@@ -192,7 +192,9 @@ def test_image_to_text_only_model_without_vision_route_is_a_clear_400(
             "messages": [
                 {
                     "role": "user",
-                    "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}],
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "https://example.com/y.png"}}
+                    ],
                 }
             ],
         }

@@ -11,7 +11,7 @@ import pytest
 from dragoman.core.exchange import Exchange, Reply
 from dragoman.core.runtime import Runtime
 from dragoman.core.streams import Closing, PrimedStream, StreamOutcome
-from dragoman.errors import DragomanError, InvalidRequestError, OverloadedError
+from dragoman.errors import ContextOverflow, DragomanError, InvalidRequestError, OverloadedError
 from dragoman.stages.fallback import Fallback
 from dragoman.stages.retry import Retry
 
@@ -142,7 +142,9 @@ async def test_context_overflow_takes_the_context_window_fallbacks() -> None:
         assert ex.candidate is not None
         tried.append(ex.candidate.name)
         if ex.candidate.name == "claude":
-            raise _upstream(400, "prompt is too long: 300000 tokens > 200000 maximum")
+            err = ContextOverflow("prompt is too long: 300000 tokens > 200000 maximum")
+            err.upstream_status = 400
+            raise err
         return Reply(200, {}, body=b"{}")
 
     ex = exchange()
@@ -156,3 +158,25 @@ def _decision(rt: Runtime, model: str):  # type: ignore[no-untyped-def]
 
     body = {"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
     return decide(rt.models, rt.config.routing.rules, "anthropic", body, lambda: 10)
+
+
+async def test_a_fallback_the_key_may_not_use_is_skipped() -> None:
+    """The key's allow-list holds on every fallback (docs/accounting.md): skipped, and the
+    caller gets the failure of the model it may use."""
+    from .support import Books
+
+    clock = Clock()
+    rt = _runtime(clock, models={"claude": {"provider": "ant", "fallbacks": ["gpt"]}})
+    rt.accountant = Books(allowed={"claude"})
+    tried: list[str] = []
+
+    async def next(ex: Exchange) -> Reply:
+        assert ex.candidate is not None
+        tried.append(ex.candidate.name)
+        raise _upstream(529)
+
+    ex = exchange()
+    ex.decision = _decision(rt, "claude")
+    with pytest.raises(OverloadedError):
+        await Fallback(rt)(ex, next)
+    assert tried == ["claude"]

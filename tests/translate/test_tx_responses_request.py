@@ -911,3 +911,39 @@ def test_any_body_is_served_or_a_400_never_an_exception(body: dict[str, Any]) ->
         assert e.status == 400 and e.message
     else:
         validate_chat_request(c)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://localhost:8000/x.png",
+        "file:///etc/passwd",
+    ],
+)
+def test_private_input_image_urls_are_refused(url: str) -> None:
+    """The upstream would fetch them from where it runs (audit #18; docs/limits.md)."""
+    body = {
+        "model": "m",
+        "store": False,
+        "input": [
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_image", "image_url": url}],
+            }
+        ],
+    }
+    with pytest.raises(InvalidRequestError) as err:
+        responses_to_chat(body)
+    assert err.value.status == 400 and "public http(s)" in err.value.message
+    ok = {
+        **body,
+        "input": [
+            {
+                **body["input"][0],
+                "content": [{"type": "input_image", "image_url": "https://example.com/x.png"}],
+            }
+        ],
+    }
+    responses_to_chat(ok)

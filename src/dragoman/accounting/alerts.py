@@ -4,7 +4,10 @@ per threshold and period, across every instance (the ``alerts_fired`` row is the
 ``accounting.alert_webhook``).
 
 Delivery runs in the background and never delays or fails a request; the HTTP client is made at
-the first delivery, so nothing of it loads with the books (docs/accounting.md, "Alerts").
+the first delivery, so nothing of it loads with the books (docs/accounting.md, "Alerts"). A
+webhook is https to a public address only: its URL is checked when a budget is made and again
+at delivery, where every address its name resolves to must be public; redirects are not
+followed; a failed delivery is retried a few times with exponential backoff (audit #2b).
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from dragoman.accounting.budgets import EPS
 from dragoman.accounting.types import Budget
 from dragoman.config import Config
+from dragoman.guard.urls import webhook_refusal
 from dragoman.store import schema
+from dragoman.store.brief import brief
 from dragoman.store.db import Database, insert_ignore
 
 log = logging.getLogger("dragoman.accounting")
@@ -28,6 +33,12 @@ budget_log = logging.getLogger("dragoman.budget")
 WEBHOOK_TIMEOUT = 5.0
 #: how long close() waits for deliveries still running (seconds)
 CLOSE_WAIT = 2.0
+#: waits before the second, third... delivery attempt (seconds): three attempts in all
+RETRY_DELAYS = (1.0, 4.0)
+
+
+class WebhookRefused(Exception):
+    """A webhook URL, or an address its host resolves to, that may not be called."""
 
 
 class Webhooks(Protocol):
@@ -39,18 +50,28 @@ class Webhooks(Protocol):
 
 
 class HttpWebhooks:
-    """Webhooks over an aiohttp session opened at the first alert."""
+    """Webhooks over an aiohttp session opened at the first alert; ``resolver`` (an aiohttp
+    resolver, the default one when None) finds the addresses, and only public ones are used."""
 
-    def __init__(self, timeout: float = WEBHOOK_TIMEOUT) -> None:
+    def __init__(self, timeout: float = WEBHOOK_TIMEOUT, resolver: Any = None) -> None:
         self.timeout = timeout
+        self.resolver = resolver
         self._session: Any = None
 
     async def post(self, url: str, payload: dict[str, Any]) -> int:
         import aiohttp
 
+        from dragoman.guard.public_resolver import PublicResolver
+
+        why = webhook_refusal(url)
+        if why is not None:
+            raise WebhookRefused(f"refused: {why}")
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-        async with self._session.post(url, json=payload) as r:
+            connector = aiohttp.TCPConnector(resolver=PublicResolver(self.resolver))
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout), connector=connector
+            )
+        async with self._session.post(url, json=payload, allow_redirects=False) as r:
             return int(r.status)
 
     async def close(self) -> None:
@@ -71,6 +92,8 @@ class Alerts:
         self.db = db
         self.now = now
         self.webhooks: Webhooks = webhooks or HttpWebhooks()
+        self.retry_delays: tuple[float, ...] = RETRY_DELAYS
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         #: deliveries still running
         self.tasks: set[asyncio.Task[None]] = set()
         self._fired: set[tuple[str, _dt.datetime, float]] = set()
@@ -94,7 +117,7 @@ class Alerts:
                         )
                     )
             except Exception as e:
-                log.warning("could not record a budget alert: %s", e)
+                log.warning("could not record a budget alert: %s", brief(e))
                 continue
             self._fired.add(mark)
             if res.rowcount == 1:
@@ -124,13 +147,23 @@ class Alerts:
             task.add_done_callback(self.tasks.discard)
 
     async def _deliver(self, url: str, payload: dict[str, Any]) -> None:
-        try:
-            status = await self.webhooks.post(url, payload)
-        except Exception as e:
-            log.warning("budget alert webhook %s failed: %s", url, e)
-            return
-        if status >= 400:
+        """Up to ``1 + len(retry_delays)`` attempts; a refused URL and a 4xx are not retried."""
+        for attempt in range(len(self.retry_delays) + 1):
+            if attempt:
+                await self.sleep(self.retry_delays[attempt - 1])
+            try:
+                status = await self.webhooks.post(url, payload)
+            except WebhookRefused as e:
+                log.warning("budget alert webhook %s %s", url, e)
+                return
+            except Exception as e:
+                log.warning("budget alert webhook %s failed: %s", url, e)
+                continue
+            if status < 300:
+                return
             log.warning("budget alert webhook %s answered %d", url, status)
+            if status < 500 and status != 429:
+                return
 
     async def drain(self) -> None:
         """Wait for every delivery started so far."""

@@ -46,6 +46,7 @@ from dragoman.accounting.writer import BatchWriter
 from dragoman.config import Config
 from dragoman.errors import ServerError
 from dragoman.store import schema
+from dragoman.store.brief import brief
 from dragoman.store.db import Database, insert_ignore
 
 log = logging.getLogger("dragoman.accounting")
@@ -67,11 +68,6 @@ def parse_refs(text: str | None) -> list[tuple[str, _dt.datetime]]:
             bid, ps = part.rsplit("@", 1)
             out.append((bid, _dt.datetime.fromisoformat(ps)))
     return out
-
-
-def _brief(e: BaseException) -> str:
-    """An error's first line (SQLAlchemy appends the SQL and its parameters)."""
-    return (str(e).splitlines() or [type(e).__name__])[0][:300]
 
 
 def release(col: Any, amount: float) -> Any:
@@ -234,7 +230,7 @@ class Ledger:
         except BudgetLimitError:
             raise
         except Exception as e:
-            log.error("budget check failed (request refused): %s", e)
+            log.error("budget check failed (request refused): %s", brief(e))
             raise ServerError(
                 "budget check unavailable: the accounting database did not answer",
                 status=503,
@@ -337,7 +333,7 @@ class Ledger:
         except BaseException as e:
             # kept for the maintenance loop whatever stopped it (a database error, or a
             # cancellation); a settle is conditional on the row being pending: retrying is safe
-            log.error("could not settle hold %s (%s); will retry: %s", h.id, status, _brief(e))
+            log.error("could not settle hold %s (%s); will retry: %s", h.id, status, brief(e))
             self.unsettled.append((h, status, final, reason))
             if isinstance(e, Exception):
                 return

@@ -29,6 +29,7 @@ from sqlalchemy import delete, func, select, update
 
 from dragoman.accounting.ledger import parse_refs, release
 from dragoman.store import schema
+from dragoman.store.brief import brief
 from dragoman.store.db import Database
 
 log = logging.getLogger("dragoman.accounting")
@@ -285,4 +286,4 @@ class Recovery:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                log.warning("accounting maintenance failed: %s", e)
+                log.warning("accounting maintenance failed: %s", brief(e))

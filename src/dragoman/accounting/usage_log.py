@@ -7,6 +7,7 @@ from __future__ import annotations
 from dragoman.accounting.types import Hold, Outcome
 from dragoman.accounting.writer import BatchWriter
 from dragoman.store import schema
+from dragoman.store.fit import fit_row
 
 
 class UsageLog:
@@ -16,7 +17,8 @@ class UsageLog:
     async def write(self, h: Hold, o: Outcome, cost: float) -> None:
         info = h.info
         u = o.usage
-        await self.writer.put(
+        # a string over its column's length would fail the whole batch (audit #10)
+        row = fit_row(
             schema.usage,
             {
                 "ts": h.created_at,
@@ -43,3 +45,4 @@ class UsageLog:
                 "error": o.error,
             },
         )
+        await self.writer.put(schema.usage, row)

@@ -34,6 +34,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dragoman.accounting.spool import Row, Spool
+from dragoman.store.brief import brief
 from dragoman.store.db import insert_ignore
 
 log = logging.getLogger("dragoman.accounting")
@@ -223,23 +224,23 @@ class BatchWriter:
                 log.error(
                     "accounting batch of %d rows refused (%s); writing one by one",
                     len(batch),
-                    _brief(e),
+                    brief(e),
                 )
                 try:
                     await self._write_each(batch)
                 except Exception as away:  # the database went away meanwhile
-                    log.error("accounting database unavailable (%s): keeping rows", _brief(away))
+                    log.error("accounting database unavailable (%s): keeping rows", brief(away))
                     self._enter_outage()
                     await self._stash(batch)  # the rows already written count once
                 return
             except Exception as e:
                 if attempt < len(_RETRY_DELAYS):
-                    log.warning("accounting batch write failed (%s); retrying", _brief(e))
+                    log.warning("accounting batch write failed (%s); retrying", brief(e))
                     await asyncio.sleep(_RETRY_DELAYS[attempt])
                 else:
                     log.error(
                         "accounting database unavailable (%s): keeping %d row(s) until it returns",
-                        _brief(e),
+                        brief(e),
                         len(batch),
                     )
                     self._enter_outage()
@@ -307,7 +308,7 @@ class BatchWriter:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            log.warning("accounting database still unavailable (%s); retrying later", _brief(e))
+            log.warning("accounting database still unavailable (%s); retrying later", brief(e))
             self._enter_outage()
             return
         if self.outage:
@@ -365,13 +366,7 @@ class BatchWriter:
                 self.written += 1
             except (IntegrityError, DataError) as e:
                 self.failed += 1
-                log.error("accounting %s row lost: %s", table.name, _brief(e))
-
-
-def _brief(e: BaseException) -> str:
-    """An error's first line (SQLAlchemy appends the SQL and its parameters: row values stay
-    out of the log)."""
-    return (str(e).splitlines() or [type(e).__name__])[0][:300]
+                log.error("accounting %s row lost: %s", table.name, brief(e))
 
 
 def _sqlite_value(v: Any) -> Any:

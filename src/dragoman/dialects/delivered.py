@@ -34,17 +34,6 @@ _BYTES_PER_TOKEN = 3
 InputEstimate = Callable[[], int]
 
 
-def cut(tail: bytes, chunk: bytes) -> tuple[bytes, bytes]:
-    """(complete events, incomplete tail) of ``tail + chunk``; CRLF framing normalised."""
-    data = tail + chunk if tail else chunk
-    if b"\r" in data:
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    end = data.rfind(b"\n\n")
-    if end < 0:
-        return b"", data
-    return data[: end + 2], data[end + 2 :]
-
-
 def escaped_len(s: Any) -> int:
     """Length of a string as it appears inside JSON (without its quotes)."""
     return len(orjson.dumps(s)) - 2 if isinstance(s, str) else 0

@@ -39,7 +39,7 @@ def error_body(err: DragomanError) -> dict[str, Any]:
     return {
         "error": {
             "message": err.message,
-            "type": _TYPE.get(err.type, "server_error"),
+            "type": err.openai_type or _TYPE.get(err.type, "server_error"),
             "param": err.param,
             "code": err.code or _CODE.get(err.type),
         }

@@ -1,7 +1,8 @@
-"""Upstream connections: one shared aiohttp pool per provider, with the provider's timeouts.
+"""Upstream endpoints: a provider is a name, a base URL, credentials and a transport.
 
-Providers are the only code that talks to upstreams. They move bytes; what the bytes mean is
-the translators' business, and what to do on failure is the router's.
+Providers are the only code that talks to upstreams, and they do it through a ``Transport``
+(``upstream/``: aiohttp in production, in memory in tests). They move bytes; what the bytes
+mean is the translators' business, and what to do on failure is the router's.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-
-import aiohttp
+from urllib.parse import urlsplit
 
 from ..config import ProviderConfig
-from ..errors import DragomanError, OverloadedError, UpstreamTimeoutError
+from ..errors import DragomanError, OverloadedError, UpstreamError
+from ..upstream.events import bounded_events
+from ..upstream.http import HTTPTransport
+from ..upstream.transport import MAX_EVENT_BYTES, Transport, UpstreamRequest, UpstreamResponse
 
 log = logging.getLogger("dragoman.providers")
 
@@ -31,27 +34,26 @@ class UpstreamReply:
 class UpstreamStream:
     """An upstream answer whose status was 2xx and whose body is still arriving."""
 
-    __slots__ = ("_resp", "headers", "idle", "status")
+    __slots__ = ("_resp", "headers", "idle", "max_event", "provider", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, idle: float) -> None:
+    def __init__(
+        self,
+        resp: UpstreamResponse,
+        idle: float,
+        max_event: int = MAX_EVENT_BYTES,
+        provider: str = "",
+    ) -> None:
         self._resp = resp
         self.status = resp.status
         self.headers = resp.headers
         self.idle = idle
+        self.max_event = max_event
+        self.provider = provider
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive; an idle gap longer than the provider's limit raises 504."""
-        try:
-            async for chunk in self._resp.content.iter_any():
-                yield chunk
-        except (TimeoutError, aiohttp.ServerTimeoutError) as e:
-            raise UpstreamTimeoutError(
-                f"upstream sent nothing for {self.idle:g}s in the middle of a stream"
-            ) from e
-        except aiohttp.ClientPayloadError as e:
-            raise OverloadedError(f"upstream stream broke: {e}") from e
-        except aiohttp.ClientError as e:
-            raise OverloadedError(f"upstream connection lost: {type(e).__name__}") from e
+    def chunks(self) -> AsyncIterator[bytes]:
+        """Body bytes as they arrive; an idle gap longer than the provider's limit raises 504,
+        a broken connection 529 (typed by the transport), an event over ``max_event`` 502."""
+        return bounded_events(self._resp.chunks(), self.max_event, self.provider)
 
     def close(self) -> None:
         """Drop the upstream connection now (client gone, or we are done)."""
@@ -62,43 +64,27 @@ class UpstreamStream:
 
 
 class Provider:
-    """One upstream endpoint (base URL + key) and its connection pool."""
+    """One upstream endpoint (base URL + key) and the transport that reaches it."""
 
     kind: str = ""
 
-    def __init__(self, name: str, config: ProviderConfig, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: ProviderConfig,
+        api_key: str | None = None,
+        transport: Transport | None = None,
+    ) -> None:
         self.name = name
         self.config = config
         self.base_url = config.base_url.rstrip("/")
         self.api_key = api_key if api_key is not None else config.api_key
-        t = config.timeouts
-        self._timeout = aiohttp.ClientTimeout(
-            total=t.total, sock_connect=t.connect, connect=t.connect, sock_read=t.first_byte
+        self.transport: Transport = transport or HTTPTransport(
+            name, config.timeouts, config.max_connections, config.max_response_bytes
         )
-        self._session: aiohttp.ClientSession | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self.config.max_connections,
-                limit_per_host=self.config.max_connections,
-                ttl_dns_cache=300,
-                enable_cleanup_closed=True,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-            )
-        return self._session
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+        await self.transport.aclose()
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -108,79 +94,66 @@ class Provider:
     def url(self, path: str) -> str:
         return self.base_url + path
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never be shown of this provider: its key, and its configured header values
+        (a proxy's own credentials often travel in one)."""
+        out = [self.api_key] if self.api_key else []
+        out += [v for v in self.config.headers.values() if len(v) >= 8]
+        return tuple(out)
+
     async def _open(
-        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
-    ) -> aiohttp.ClientResponse:
-        try:
-            return await self.session.request(method, url, data=body, headers=headers)
-        except aiohttp.ConnectionTimeoutError as e:
-            raise UpstreamTimeoutError(
-                f"upstream {self.name}: could not connect within {self.config.timeouts.connect:g}s"
-            ) from e
-        except (TimeoutError, aiohttp.ServerTimeoutError) as e:
-            raise UpstreamTimeoutError(
-                f"upstream {self.name} did not answer within {self.config.timeouts.first_byte:g}s"
-            ) from e
-        except aiohttp.ClientConnectorError as e:
-            raise OverloadedError(
-                f"upstream {self.name} unreachable: {e.os_error.strerror or e}"
-            ) from e
-        except aiohttp.ClientError as e:
-            raise OverloadedError(f"upstream {self.name} failed: {type(e).__name__}: {e}") from e
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        idle: float | None = None,
+    ) -> UpstreamResponse:
+        """Send one request; returns once the status and headers arrived."""
+        return await self.transport.send(UpstreamRequest(method, url, headers, body, idle))
 
     async def request(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
     ) -> UpstreamReply:
         resp = await self._open(method, self.url(path), body, headers)
-        try:
-            data = await resp.read()
-        except (TimeoutError, aiohttp.ServerTimeoutError) as e:
-            raise UpstreamTimeoutError(f"upstream {self.name} timed out reading the body") from e
-        except aiohttp.ClientError as e:
-            raise OverloadedError(f"upstream {self.name} failed mid-body: {e}") from e
-        finally:
-            resp.release()
+        data = await resp.read()
         return UpstreamReply(resp.status, resp.headers, data)
 
     async def stream(
         self, path: str, body: bytes, headers: Mapping[str, str]
     ) -> UpstreamStream | UpstreamReply:
-        """POST and return once the upstream has answered: a stream if 2xx, else the full error."""
-        resp = await self._open("POST", self.url(path), body, headers)
+        """POST and return once the upstream has answered: a stream if 2xx, else the full
+        answer (an error, or a redirect, which is never followed)."""
+        idle = self.config.timeouts.idle
+        resp = await self._open("POST", self.url(path), body, headers, idle=idle)
         if resp.status >= 300:
             try:
                 data = await resp.read()
-            except aiohttp.ClientError:
+            except UpstreamError:
                 data = b""
-            finally:
-                resp.release()
             return UpstreamReply(resp.status, resp.headers, data)
-        idle = self.config.timeouts.idle
-        conn = resp.connection
-        if conn is not None and conn.protocol is not None:
-            # from here the socket read timeout is the idle gap, not first_byte: set it, and
-            # re-arm the timer that the last bytes (headers, early events) armed with first_byte
-            # (tests/routing: a gap longer than first_byte but within idle passes)
-            conn.protocol.read_timeout = idle
-            if not resp.content.is_eof():  # (a finished body has dropped its timer for good)
-                conn.protocol.start_timeout()
-        return UpstreamStream(resp, idle)
+        return UpstreamStream(resp, idle, self.config.max_event_bytes, self.name)
 
     async def health(self) -> tuple[bool, str]:
         """Probe the upstream: 200 or 401 on its models/health endpoint counts as up."""
         raise NotImplementedError
 
     async def _probe(self, urls: list[str], headers: Mapping[str, str]) -> tuple[bool, str]:
+        """GET each URL in turn, never following a redirect; the outcome names the path only
+        (the base URL may be an internal address: docs/upstream.md)."""
         last = "no answer"
         for url in urls:
+            shown = "GET " + urlsplit(url).path
             try:
                 async with asyncio.timeout(5):
-                    async with self.session.get(url, headers=headers) as r:
-                        if r.status in (200, 401):
-                            return True, f"GET {url} -> {r.status}"
-                        last = f"GET {url} -> {r.status}"
-            except (TimeoutError, aiohttp.ClientError, OSError) as e:
-                last = f"GET {url} -> {type(e).__name__}"
+                    resp = await self.transport.send(UpstreamRequest("GET", url, headers, total=5))
+                    resp.close()
+                if resp.status in (200, 401):
+                    return True, f"{shown} -> {resp.status}"
+                last = f"{shown} -> {resp.status}"
+            except (TimeoutError, UpstreamError) as e:
+                last = f"{shown} -> {type(e).__name__}"
         return False, last
 
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from ..dialects.openai.flavors import capabilities
+from ..errors import UpstreamError
+from ..upstream.transport import UpstreamRequest
 from .base import Provider
 
 log = logging.getLogger("dragoman.detect")
@@ -158,22 +159,22 @@ class Probe:
 async def _get(
     prov: Provider, url: str, headers: Mapping[str, str], seconds: float, post: Any = None
 ) -> Probe:
+    """One probe through the provider's transport (no redirects followed, body capped)."""
+    if post is None:
+        req = UpstreamRequest("GET", url, headers, total=seconds)
+    else:
+        h = {**headers, "content-type": "application/json"}
+        req = UpstreamRequest("POST", url, h, orjson.dumps(post), total=seconds)
     try:
-        to = aiohttp.ClientTimeout(total=seconds)
-        if post is None:
-            cm = prov.session.get(url, headers=headers, timeout=to)
-        else:
-            h = {**headers, "content-type": "application/json"}
-            cm = prov.session.post(url, data=orjson.dumps(post), headers=h, timeout=to)
-        async with cm as r:
-            raw = await r.read()
-            try:
-                body = orjson.loads(raw) if raw else None
-            except orjson.JSONDecodeError:
-                body = None
-            return Probe(r.status, body)
-    except (TimeoutError, aiohttp.ClientError, OSError) as e:
+        r = await prov.transport.send(req)
+        raw = await r.read()
+    except UpstreamError as e:
         return Probe(error=type(e).__name__)
+    try:
+        body = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        body = None
+    return Probe(r.status, body)
 
 
 def _root(base_url: str) -> str:

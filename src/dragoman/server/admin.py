@@ -35,6 +35,7 @@ from ..errors import (
     ServerError,
     error_for,
 )
+from ..guard.urls import webhook_refusal
 from ..stages.auth import client_secret
 from ..store.secrets import MasterKeyMissingError
 from .app import ACCOUNTANT
@@ -322,6 +323,9 @@ def _new_budget(data: dict[str, Any], who: Caller) -> dict[str, Any]:
     webhook = data.get("webhook")
     if webhook is not None and not isinstance(webhook, str):
         raise _bad("webhook must be a URL")
+    why = webhook_refusal(webhook) if webhook is not None else None
+    if why is not None:  # https to a public address only (docs/accounting.md, "Alerts")
+        raise _bad(f"webhook: {why}")
     return {
         "scope": scope,
         "target": target,

@@ -24,6 +24,7 @@ from ..errors import (
     RequestTooLargeError,
     ServerError,
 )
+from ..guard.query import upstream_query
 from ..ids import request_id
 from ..protocols import anthropic as pa
 from ..protocols import openai as po
@@ -143,7 +144,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         headers=request.headers,
         read=partial(_read, request),
         request_id=request[REQUEST_ID],
-        query=request.query_string,
+        query=upstream_query(request.rel_url.raw_query_string),
     )
     return await _respond(request, reply)
 
@@ -153,7 +154,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         headers=request.headers,
         read=partial(_read, request),
         request_id=request[REQUEST_ID],
-        query=request.query_string,
+        query=upstream_query(request.rel_url.raw_query_string),
     )
     return web.Response(body=reply.body, content_type="application/json")
 

@@ -28,11 +28,11 @@ from ..errors import (
     InvalidRequestError,
     OverloadedError,
     ServerError,
+    UpstreamRefusal,
     type_for_status,
 )
 from ..providers import Provider, UpstreamReply, UpstreamStream
-from ..retry_after import header_value, parse_retry_after
-from ..translate.errors import anthropic_upstream_error, openai_upstream_error
+from ..upstream import classify
 
 log = logging.getLogger("dragoman.dispatch")
 
@@ -67,7 +67,7 @@ class Dispatch:
             ex.ttfb = time.perf_counter() - t0
             decoded = _decode(bridge, at, prep, rep.body)
             if decoded.refusal and route.config.content_policy_fallbacks:
-                refused = InvalidRequestError(f"model {route.name!r} refused the request")
+                refused = UpstreamRefusal(f"model {route.name!r} refused the request")
                 refused.upstream_status = 200
                 raise refused
             ex.ttft = time.perf_counter() - ex.started
@@ -96,7 +96,7 @@ class Dispatch:
         early = bridge.first_event_error(first)
         if early is not None:  # an error event before anything reached the client
             up.close()
-            raise early
+            raise classify.retype(early, prov)
         ex.ttfb = time.perf_counter() - t0
         ex.ttft = time.perf_counter() - ex.started
         closing = Closing()
@@ -109,19 +109,14 @@ class Dispatch:
         return Reply(200, _headers(ex), stream=stream)
 
     def upstream_error(self, prov: Provider, rep: UpstreamReply) -> DragomanError:
-        if prov.kind == "anthropic":
-            err = anthropic_upstream_error(rep.status, rep.body, rep.headers)
-        else:
-            err = openai_upstream_error(rep.status, rep.body, rep.headers)
-        err.upstream_status = rep.status
-        # whatever the status, the upstream's retry-after (sane, capped) drives the backoff, the
-        # cooldown, and the header the caller gets
-        err.retry_after = parse_retry_after(
-            rep.headers, cap=self.rt.config.routing.cooldown.max_retry_after
+        # typed, scrubbed and with its retry-after read, once (upstream/classify.py)
+        return classify.from_answer(
+            prov,
+            rep.status,
+            rep.body,
+            rep.headers,
+            retry_cap=self.rt.config.routing.cooldown.max_retry_after,
         )
-        if err.retry_after is not None:
-            err.headers["retry-after"] = header_value(err.retry_after)
-        return err
 
 
 async def relay(
@@ -155,7 +150,7 @@ async def relay(
         failed = codec.failure()
         if failed is not None:
             status, error, error_type = failed
-    except (DragomanError, orjson.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
+    except Exception as exc:
         # an upstream failure mid-stream, or an event we cannot read: the client gets its
         # dialect's error ending, never a stream that just stops
         err = (

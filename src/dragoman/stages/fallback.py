@@ -10,7 +10,7 @@ from ..accounting.allowed import allowed, may_use
 from ..core.exchange import Exchange, Reply
 from ..core.pipeline import Next
 from ..core.runtime import Runtime
-from ..errors import DragomanError, InvalidRequestError
+from ..errors import ContextOverflow, DragomanError, InvalidRequestError, UpstreamRefusal
 from ..routing.deployments import COOLING_ERRORS
 from ..routing.models import ModelRoute
 
@@ -100,10 +100,8 @@ class Fallback:
 
 
 def is_context_overflow(err: DragomanError) -> bool:
-    m = err.message
-    return "prompt is too long" in m or "exceed context limit" in m or "context length" in m
+    return isinstance(err, ContextOverflow)  # typed where classified (upstream/classify.py)
 
 
 def is_content_refusal(err: DragomanError) -> bool:
-    m = err.message.lower()
-    return "refused" in m or "content policy" in m or "content_filter" in m or "safety" in m
+    return isinstance(err, UpstreamRefusal)

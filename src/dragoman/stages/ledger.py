@@ -23,6 +23,7 @@ from ..core.streams import StreamOutcome
 from ..errors import DragomanError
 from ..routing.deployments import Deployment
 from ..routing.models import ModelRoute
+from ..store.brief import brief
 from ..usage import Usage
 
 log = logging.getLogger("dragoman.ledger")
@@ -144,8 +145,10 @@ class Ledger:
     async def _write(self, books: Awaitable[None], request_id: str) -> None:
         try:
             await books
-        except Exception:  # the books must never break a response
-            log.exception("ledger settle failed for %s", request_id)
+        except Exception as e:  # the books must never break a response
+            # type and short message only: no SQL, no bound values (audit #30)
+            log.error("ledger settle failed for %s: %s", request_id, brief(e))
+            log.debug("ledger settle failure for %s", request_id, exc_info=True)
 
 
 def _model_name(body: Any) -> str:

@@ -13,6 +13,7 @@ from ..core.exchange import Exchange, Reply
 from ..core.pipeline import Next
 from ..core.runtime import Runtime
 from ..errors import DragomanError, InvalidRequestError
+from ..guard.request import check_request
 from ..routing.models import ModelRoute
 from ..routing.rules import decide
 
@@ -46,6 +47,8 @@ class Route:
         ex.parsed = True
         if ex.parse is not None:
             ex.body = ex.parse(ex.body)
+        # caps, field types, image URLs, model names (docs/security.md; guard/request.py)
+        check_request(ex.front, ex.body, self.rt.config.server.request_limits)
 
 
 async def _json_body(read: Callable[[], Awaitable[bytes]]) -> Any:

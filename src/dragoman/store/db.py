@@ -81,6 +81,8 @@ class Database:
 def create_engine(url: str, **kw: Any) -> AsyncEngine:
     """An async engine for a config URL (SQLite: WAL, busy timeout; PostgreSQL: schema)."""
     u, schema_name = split_url(url)
+    # bound values (usage rows, key hashes) never reach an exception's text or a log (audit #30)
+    kw.setdefault("hide_parameters", True)
     connect_args: dict[str, Any] = dict(kw.pop("connect_args", {}))
     if u.get_backend_name() == "sqlite":
         connect_args.setdefault("timeout", 30)

@@ -217,64 +217,134 @@ def _as_parts(content: Any) -> list[dict[str, Any]]:
     return list(content) if isinstance(content, list) else []
 
 
-def _merge_into(prev: dict[str, Any], m: dict[str, Any]) -> None:
-    """Merge message ``m`` into ``prev`` (same role, not tool)."""
-    pc, mc = prev.get("content"), m.get("content")
-    if prev["role"] == "assistant":
-        texts = [x for x in (pc, mc) if isinstance(x, str) and x]
-        prev["content"] = "\n\n".join(texts) if texts else pc if pc is not None else mc
+class _Merged:
+    """The content of a run of same-role user turns merged into one, built in time linear in
+    the run (each turn's text is copied once, at the end), with the result of merging them two
+    by two: strings join with a blank line, anything else becomes parts (one text part is a
+    string again)."""
+
+    __slots__ = ("other", "parts", "texts")
+
+    def __init__(self, content: Any) -> None:
+        #: string mode: the non-empty strings, joined by a blank line at the end
+        self.texts: list[str] | None = None
+        #: parts mode: the content parts so far
+        self.parts: list[dict[str, Any]] | None = None
+        #: neither: a content that is no string and no list (kept as it is)
+        self.other: Any = None
+        self._take(content)
+
+    def _take(self, content: Any) -> None:
+        self.texts = self.parts = self.other = None
+        if isinstance(content, str):
+            self.texts = [content] if content else []
+        elif isinstance(content, list):
+            self.parts = list(content)
+        else:
+            self.other = content
+
+    def add(self, mc: Any) -> None:
+        if self.texts is not None:
+            if isinstance(mc, str):
+                if mc:
+                    self.texts.append(mc)
+                return
+            more = _as_parts(mc)
+            if not more:
+                if not self.texts:
+                    self._take([])
+                return  # one text part: collapses back to the same string
+            self.parts = _as_parts("\n\n".join(self.texts)) + more
+            self.texts = None
+        elif self.parts is not None:
+            self.parts.extend(_as_parts(mc))
+        else:
+            self.parts = _as_parts(mc)
+            self.other = None
+        parts = self.parts
+        if len(parts) == 1 and parts[0].get("type") == "text":
+            self._take(parts[0]["text"])
+
+    def value(self) -> Any:
+        if self.texts is not None:
+            return "\n\n".join(self.texts)
+        if self.parts is not None:
+            return self.parts
+        return self.other
+
+
+def _merge_run(prev: dict[str, Any], run: list[dict[str, Any]]) -> None:
+    """Merge the turns of ``run`` into ``prev`` (same role, not tool), in one pass: the result
+    of merging them one by one, without re-copying the text merged so far (docs/translation.md,
+    "Linear time")."""
+    if prev["role"] != "assistant":
+        merged = _Merged(prev.get("content"))
+        for m in run:
+            merged.add(m.get("content"))
+        prev["content"] = merged.value()
+        return
+    contents = [prev.get("content")] + [m.get("content") for m in run]
+    texts = [x for x in contents if isinstance(x, str) and x]
+    first = next((x for x in contents if x is not None), None)
+    prev["content"] = "\n\n".join(texts) if texts else first
+    extras: dict[str, list[str]] = {}
+    for m in run:
         if m.get("tool_calls"):
             prev["tool_calls"] = (prev.get("tool_calls") or []) + m["tool_calls"]
         for k, v in m.items():
             if k not in ("role", "content", "tool_calls") and isinstance(v, str) and v:
-                old = prev.get(k)
-                prev[k] = f"{old}\n\n{v}" if isinstance(old, str) and old else v
-        return
-    if isinstance(pc, str) and isinstance(mc, str):
-        prev["content"] = f"{pc}\n\n{mc}" if pc and mc else pc or mc
-        return
-    prev["content"] = _collapse(_as_parts(pc) + _as_parts(mc))
+                got = extras.get(k)
+                if got is None:
+                    old = prev.get(k)
+                    got = extras[k] = [old] if isinstance(old, str) and old else []
+                    prev[k] = v  # its place among the keys
+                got.append(v)
+    for k, vs in extras.items():
+        prev[k] = "\n\n".join(vs)
 
 
 def _repair_and_merge(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Orphan repair (synthetic results / drop stray tool messages), then same-role merging."""
+    """Orphan repair (synthetic results / drop stray tool messages), then same-role merging.
+    Linear in the conversation: pending calls are a dict, merged turns are joined once."""
     fixed: list[dict[str, Any]] = []
-    pending: list[str] = []
+    pending: dict[str, None] = {}
     for m in msgs:
         role = m["role"]
         if role == "tool":
             tid = m["tool_call_id"]
             if tid in pending:
-                pending.remove(tid)
+                del pending[tid]
                 fixed.append(m)
             # else: answers nothing (or a duplicate answer) -> dropped
             continue
         if pending:
             for tid in pending:
                 fixed.append({"role": "tool", "tool_call_id": tid, "content": NO_RESULT})
-            pending = []
+            pending = {}
         if role == "assistant" and m.get("tool_calls"):
-            seen: set[str] = set()
             for tc in m["tool_calls"]:
-                if tc["id"] not in seen:
-                    seen.add(tc["id"])
-                    pending.append(tc["id"])
+                pending.setdefault(tc["id"], None)
         fixed.append(m)
     for tid in pending:
         fixed.append({"role": "tool", "tool_call_id": tid, "content": NO_RESULT})
 
     out: list[dict[str, Any]] = []
+    run: list[dict[str, Any]] = []  # turns waiting to be merged into out[-1]
+    calls = False  # out[-1] (with the run) is an assistant turn with tool calls
     for m in fixed:
         if out:
             prev = out[-1]
-            if (
-                prev["role"] == m["role"]
-                and m["role"] != "tool"
-                and not (prev["role"] == "assistant" and prev.get("tool_calls"))
-            ):
-                _merge_into(prev, m)
+            if prev["role"] == m["role"] and m["role"] != "tool" and not calls:
+                run.append(m)
+                calls = m["role"] == "assistant" and bool(m.get("tool_calls"))
                 continue
+            if run:
+                _merge_run(prev, run)
+                run = []
         out.append(m)
+        calls = m["role"] == "assistant" and bool(m.get("tool_calls"))
+    if run:
+        _merge_run(out[-1], run)
     return out
 
 

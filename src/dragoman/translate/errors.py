@@ -16,6 +16,7 @@ import orjson
 
 from ..errors import STATUS_BY_TYPE, DragomanError, error_for, type_for_status
 from ..retry_after import parse_retry_after
+from ..scrub import scrub
 
 # --- context-overflow wordings (vLLM, OpenAI, DeepSeek, llama.cpp)
 _MAX_CTX = re.compile(r"maximum (?:context|model) length (?:is|of) (\d+)", re.I)
@@ -164,6 +165,7 @@ def openai_upstream_error(status: int, body: bytes, headers: Mapping[str, str]) 
     message = err.get("message")
     if not isinstance(message, str) or not message:
         message = text or f"upstream returned HTTP {status}"
+    message = scrub(message)  # anything credential-like (the provider's own key: classify.py)
     otype = err.get("type")
     code = err.get("code")
     a_status, a_type = _status_to_anthropic(status)
@@ -198,6 +200,7 @@ def anthropic_upstream_error(status: int, body: bytes, headers: Mapping[str, str
     message = err.get("message")
     if not isinstance(message, str) or not message:
         message = text or f"upstream returned HTTP {status}"
+    message = scrub(message)  # anything credential-like (the provider's own key: classify.py)
     etype = err.get("type")
     if not isinstance(etype, str) or etype not in STATUS_BY_TYPE:
         etype = type_for_status(status)
@@ -219,6 +222,7 @@ def openai_stream_error_to_error(obj: dict[str, Any]) -> DragomanError:
     message = err.get("message")
     if not isinstance(message, str) or not message:
         message = "upstream error"
+    message = scrub(message)
     otype = err.get("type")
     code = err.get("code")
     a_type: str | None = None

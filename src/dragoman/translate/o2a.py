@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from typing import Any
 
 from ..errors import InvalidRequestError
@@ -128,6 +129,31 @@ def _append(msgs: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]])
         msgs.append({"role": role, "content": blocks})
 
 
+def _match_results(
+    pending: list[str], results: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """(the results that answer a pending call, the pending calls left unanswered), in linear
+    time: each result takes the first pending call with its id that is still open, and the
+    calls left keep their order (an id may repeat; docs/translation.md, "Linear time")."""
+    open_ = Counter(pending)
+    kept: list[dict[str, Any]] = []
+    for b in results:
+        tid = b["tool_use_id"]
+        if open_[tid] > 0:
+            open_[tid] -= 1
+            kept.append(b)
+    # the answered ones are the first occurrences of each id: skip that many, keep the rest
+    skip = Counter(pending)
+    skip.subtract(open_)
+    unanswered: list[str] = []
+    for tid in pending:
+        if skip[tid] > 0:
+            skip[tid] -= 1
+        else:
+            unanswered.append(tid)
+    return kept, unanswered
+
+
 def _repair(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tool results first in user turns; answer every tool_use in the next turn; drop strays."""
     out: list[dict[str, Any]] = []
@@ -136,13 +162,10 @@ def _repair(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if m["role"] == "user":
             results = [b for b in m["content"] if b.get("type") == "tool_result"]
             others = [b for b in m["content"] if b.get("type") != "tool_result"]
-            kept: list[dict[str, Any]] = []
-            for b in results:
-                if b["tool_use_id"] in pending:
-                    pending.remove(b["tool_use_id"])
-                    kept.append(b)
+            kept, unanswered = _match_results(pending, results)
             kept.extend(
-                {"type": "tool_result", "tool_use_id": tid, "content": NO_RESULT} for tid in pending
+                {"type": "tool_result", "tool_use_id": tid, "content": NO_RESULT}
+                for tid in unanswered
             )
             pending = []
             content = kept + others

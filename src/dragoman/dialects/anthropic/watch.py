@@ -9,10 +9,11 @@ import orjson
 
 from ...errors import STATUS_BY_TYPE, DragomanError, ServerError
 from ...protocols import anthropic as pa
-from ...protocols.sse import SSEParser, _parse_block, anthropic_frame
+from ...protocols.sse import EventCutter, SSEParser, _parse_block, anthropic_frame
+from ...scrub import scrub
 from ...translate.errors import anthropic_upstream_error
 from ...usage import Usage
-from ..delivered import A_DELTA_OVERHEAD, InputEstimate, Meter, cut, escaped_len, estimated
+from ..delivered import A_DELTA_OVERHEAD, InputEstimate, Meter, escaped_len, estimated
 
 
 def _anthropic_text(obj: Any) -> int:
@@ -51,7 +52,7 @@ class AnthropicWatch:
         self.error_type = "api_error"
         self.start_usage = False  # message_start carried usage (the input side is known)
         self.final_usage = False  # message_delta carried output_tokens (the total is known)
-        self.tail = b""
+        self.tail = EventCutter()
         self.meter = Meter()
 
     @property
@@ -63,7 +64,7 @@ class AnthropicWatch:
 
     def feed(self, chunk: bytes) -> bytes:
         """Watch ``chunk`` go by; returns it unchanged (the bytes to forward)."""
-        complete, self.tail = cut(self.tail, chunk)
+        complete = self.tail.cut(chunk)
         if not complete:
             return chunk
         if b"message_" not in complete and b"error" not in complete:
@@ -101,7 +102,7 @@ class AnthropicWatch:
                 obj = orjson.loads(ev.data)
                 e = obj.get("error") if isinstance(obj, dict) else None
                 e = e if isinstance(e, dict) else {}
-                self.error = str(e.get("message") or "upstream error")
+                self.error = scrub(str(e.get("message") or "upstream error"))
                 self.error_type = str(e.get("type") or "api_error")
                 self.error_status = STATUS_BY_TYPE.get(self.error_type, 500)
         return chunk

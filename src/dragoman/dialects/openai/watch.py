@@ -9,10 +9,10 @@ import orjson
 
 from ...errors import DragomanError, ServerError
 from ...protocols import openai as po
-from ...protocols.sse import SSEParser, _parse_block, openai_frame
+from ...protocols.sse import EventCutter, SSEParser, _parse_block, openai_frame
 from ...translate.errors import openai_stream_error_to_error
 from ...usage import Usage
-from ..delivered import O_CHUNK_OVERHEAD, InputEstimate, Meter, cut, escaped_len, estimated
+from ..delivered import O_CHUNK_OVERHEAD, InputEstimate, Meter, escaped_len, estimated
 
 
 def _openai_text(obj: Any) -> int:
@@ -71,7 +71,7 @@ class OpenAIWatch:
         self.error: str | None = None
         self.error_status = 500
         self.error_type = "api_error"
-        self.tail = b""
+        self.tail = EventCutter()
         self.meter = Meter()
 
     def start(self, first: bytes) -> bytes:
@@ -80,7 +80,7 @@ class OpenAIWatch:
     def feed(self, chunk: bytes) -> bytes:
         """The bytes to forward: whole events only (upstreams flush per event, so this adds
         no delay in practice)."""
-        complete, self.tail = cut(self.tail, chunk)
+        complete = self.tail.cut(chunk)
         if not complete:
             return b""
         if b"error" not in complete and b"[DONE]" not in complete and not _has_usage(complete):

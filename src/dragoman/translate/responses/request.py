@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from ...errors import InvalidRequestError
+from ...guard.images import refusal as image_url_refusal
 from ...tokens import estimate_openai_request_tokens
 from ..common import dumps_arguments
 from .context import ResponsesContext
@@ -105,6 +106,14 @@ def _image_part(p: dict[str, Any], loc: str) -> dict[str, Any]:
             f"Missing required parameter: '{loc}.image_url'.",
             f"{loc}.image_url",
             "missing_required_parameter",
+        )
+    why = image_url_refusal(url)
+    if why is not None:  # the upstream would fetch it, maybe inside a private network
+        raise _bad(
+            f"{loc}.image_url: this gateway fetches no URL for a client that is not a public "
+            f"http(s) address ({why}); send the image as a data URL",
+            f"{loc}.image_url",
+            "invalid_image_url",
         )
     image: dict[str, Any] = {"url": url}
     detail = p.get("detail")
@@ -219,8 +228,10 @@ class _Messages:
         last = self.msgs[-1] if self.msgs else None
         if last is not None and last["role"] == "user":
             prev = last["content"]
-            prev_parts = [{"type": "text", "text": prev}] if isinstance(prev, str) else prev
-            last["content"] = prev_parts + parts
+            if isinstance(prev, str):
+                last["content"] = [{"type": "text", "text": prev}, *parts]
+            else:
+                prev.extend(parts)  # in place: n user items in a row stay linear
         else:
             self.msgs.append({"role": "user", "content": _flat(parts)})
 
