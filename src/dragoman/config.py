@@ -49,6 +49,21 @@ class ServerConfig(_Strict):
     #: open mode only: ``Host`` names accepted besides localhost, 127.0.0.1 and [::1]; any other
     #: gets 403 (DNS rebinding)
     allowed_hosts: list[str] = Field(default_factory=list)
+    #: addresses or networks of reverse proxies in front (e.g. "10.0.0.0/8"): for requests from
+    #: them the client address (failed-auth limits, logs) is read from ``X-Forwarded-For``
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for n in v:
+            try:
+                ipaddress.ip_network(n, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or network: {n!r}") from None
+        return v
 
 
 class AuthConfig(_Strict):

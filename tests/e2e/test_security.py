@@ -301,3 +301,27 @@ def test_each_caller_sees_what_it_may(tmp_path: Path, up: FakeOpenAI) -> None:
         assert http.get(url + "/metrics").status == 401
         assert http.get(url + "/metrics", {"x-api-key": KEY}).status == 401
         assert http.get(url + "/metrics", ADMIN).status == 200
+
+
+def test_failures_behind_a_trusted_proxy_count_its_clients(tmp_path: Path, up: FakeOpenAI) -> None:
+    """Behind a proxy every client has the proxy's address: with the proxy trusted, each
+    client is counted by ``X-Forwarded-For`` (one guesser does not lock everyone out); an
+    untrusted peer's ``X-Forwarded-For`` is ignored (a guesser cannot dodge its count)."""
+    head = f"auth: {{keys: ['{KEY}'], max_failures_per_minute: 3}}\n"
+    url_of = "/v1/chat/completions"
+    trusted = _cfg(tmp_path, up, head + "server: {trusted_proxies: ['127.0.0.0/8']}\n")
+    with _serve(trusted) as srv:
+        for _ in range(3):
+            bad = {"x-api-key": "guess", "X-Forwarded-For": "203.0.113.7"}
+            assert http.post(srv.url + url_of, CHAT, bad).status == 401
+        guesser = {"x-api-key": KEY, "X-Forwarded-For": "203.0.113.7"}
+        assert http.post(srv.url + url_of, CHAT, guesser).status == 429
+        other = {"x-api-key": KEY, "X-Forwarded-For": "198.51.100.1, 203.0.113.8"}
+        assert http.post(srv.url + url_of, CHAT, other).status == 200
+        assert "authentication failed from 203.0.113.7" in srv.output()
+    with _serve(_cfg(tmp_path, up, head)) as srv:
+        for i in range(3):
+            bad = {"x-api-key": "guess", "X-Forwarded-For": f"203.0.113.{i}"}
+            assert http.post(srv.url + url_of, CHAT, bad).status == 401
+        dodge = {"x-api-key": KEY, "X-Forwarded-For": "203.0.113.99"}
+        assert http.post(srv.url + url_of, CHAT, dodge).status == 429

@@ -3,8 +3,9 @@ the provider credentials stored encrypted.
 
 A secret is looked up by its HMAC under the store's pepper, never in clear. Static keys are
 compared in constant time whichever matches; virtual keys are cached for
-``auth.key_cache_ttl`` seconds (a refusal for at most 5 s), so another process revoking a key
-takes effect here within the TTL, and at once when this process's admin API revoked it.
+``auth.key_cache_ttl`` seconds (a refusal for at most 5 s), and the cache is dropped when any
+process changes a key (``key_watch.py``: within about a second; at once when this process's
+admin API did it).
 """
 
 from __future__ import annotations

@@ -32,6 +32,27 @@ def client_key(request: web.Request) -> str | None:
     return None
 
 
+def client_address(request: web.Request, trusted: list[str]) -> str:
+    """The caller's address: the peer, or behind a trusted proxy (``server.trusted_proxies``)
+    the nearest ``X-Forwarded-For`` entry that is not itself a trusted proxy."""
+    peer = request.remote or "-"
+    if not trusted or not _in(peer, trusted):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _in(hop, trusted):
+            return hop[:64]
+    return peer
+
+
+def _in(addr: str, networks: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
 def is_loopback(host: str) -> bool:
     """Whether a bind address (or Host name) only reaches this machine."""
     h = host.strip().strip("[]").lower()
@@ -78,12 +99,16 @@ class Auth:
             return False
         return hmac.compare_digest(secret.encode(), admin.encode())
 
+    def address(self, request: web.Request) -> str:
+        """Who to count failures against (docs/security.md, behind a proxy)."""
+        return client_address(request, self.config.server.trusted_proxies)
+
     def is_admin(self, request: web.Request) -> bool:
         return self.admin_ok(client_key(request))
 
     def refuse_if_blocked(self, request: web.Request) -> None:
         """429 while this address has failed too often (any key: a guess must not be tested)."""
-        wait = self.failures.blocked_for(request.remote or "-")
+        wait = self.failures.blocked_for(self.address(request))
         if wait is not None:
             raise RateLimitError(
                 "too many failed authentications from this address; try again later",
@@ -93,7 +118,7 @@ class Auth:
 
     def fail(self, request: web.Request, message: str, **kw: Any) -> AuthenticationError:
         """Count and log one failure of this request; the 401 to raise."""
-        self.failures.failed(request.remote or "-", client_key(request), request.path)
+        self.failures.failed(self.address(request), client_key(request), request.path)
         return AuthenticationError(message, **kw)
 
     async def check(self, request: web.Request) -> Any:
