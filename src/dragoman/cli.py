@@ -128,6 +128,18 @@ async def _serve(cfg: Config, require_healthy: bool) -> int:
     from .server.app import create_app
 
     engine, accountant = await build(cfg)
+    from .server.auth_start import start_refusal, warn_if_open
+
+    virtual = accountant is not None and accountant.virtual_keys
+    refusal = start_refusal(cfg, virtual)  # auth fails closed (docs/security.md)
+    if refusal is not None:
+        log.error("%s", refusal)
+        click.echo(f"Error: {refusal}", err=True)
+        await engine.close()
+        if accountant is not None:
+            await accountant.close()
+        return 1
+    warn_if_open(cfg, virtual)
     if accountant is not None:
         unpriced = accountant.prices.unpriced()
         if unpriced:

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dragoman.accounting.alerts import Alerts, Webhooks
 from dragoman.accounting.budgets import BudgetBook
+from dragoman.accounting.key_watch import KeyWatch
 from dragoman.accounting.keys import Keyring
 from dragoman.accounting.ledger import Ledger
 from dragoman.accounting.prices import PriceBook
@@ -75,6 +76,7 @@ class Accountant:
         self.alerts: Alerts | None = None
         self.recovery: Recovery | None = None
         self.queries: Queries | None = None
+        self.key_watch: KeyWatch | None = None
         self._closed = False
 
     @classmethod
@@ -104,6 +106,8 @@ class Accountant:
             pepper = await load_pepper(engine, self.master)
             self.keys = KeyRepo(engine, pepper, self.master)
             self.keyring = Keyring(config, pepper, self.keys, clock=clock, now=now)
+            self.key_watch = watch = KeyWatch(self.keys, self.keyring)
+            await watch.poll()
             self.recovery = recovery = Recovery(db, self.instance_id, now=now)
             await recovery.register()
             self.budget_book = book = BudgetBook(config, db, now=now)
@@ -145,6 +149,7 @@ class Accountant:
         recovery.start(
             [book.load, ledger.retry_unsettled, lambda: recovery.sweep_orphans(ledger.tracked)]
         )
+        watch.start()
         return self
 
     async def close(self) -> None:
@@ -152,6 +157,8 @@ class Accountant:
         if self._closed:
             return
         self._closed = True
+        if self.key_watch is not None:
+            await self.key_watch.stop()
         if self.recovery is not None:
             await self.recovery.stop()
         if self.db is None:
@@ -188,6 +195,11 @@ class Accountant:
 
     def invalidate_keys(self) -> None:
         self.keyring.invalidate()
+
+    @property
+    def virtual_keys(self) -> bool:
+        """The store holds an unrevoked virtual key (client auth is then required)."""
+        return self.keyring.virtual_keys
 
     async def credential(self, name: str) -> str | None:
         return await self.keyring.credential(name)

@@ -171,7 +171,7 @@ def keys_list(config_path: str | None, as_json: bool) -> None:
 @_config_option
 @click.argument("key_id")
 def keys_revoke(config_path: str | None, key_id: str) -> None:
-    """Revoke a key (gateways notice within auth.key_cache_ttl seconds)."""
+    """Revoke a key (running gateways notice within about a second)."""
 
     async def go(repo: KeyRepo) -> dict[str, Any] | None:
         return await repo.revoke(key_id)
