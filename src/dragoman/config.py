@@ -238,6 +238,10 @@ class StoreConfig(_Strict):
     flush_interval: float = 1.0
     queue_size: int = 10000
     enabled: bool = True
+    #: where the master key is kept when ``DRAGOMAN_MASTER_KEY`` is not set: generated once
+    #: (mode 0600) and reused; default next to a SQLite file (``<db>.master-key``), else
+    #: ``$DRAGOMAN_STATE_DIR/master-key`` (``~/.local/state/dragoman``); docs/keys-at-rest.md
+    master_key_file: str | None = None
 
 
 class BudgetConfig(_Strict):
