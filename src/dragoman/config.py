@@ -42,6 +42,15 @@ class ServerConfig(_Strict):
     #: log format: "json" (one object a line) or "text"
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
+    #: seconds a connection may go without a complete request head, counted from its opening or
+    #: from the end of its previous response: idle keep-alive connections and heads sent slowly
+    #: (slowloris) are closed after this (aiohttp measures both with one timer; docs/timeouts.md)
+    header_timeout: float = Field(default=15.0, gt=0)
+    #: seconds to receive a whole request body (408 in the caller's dialect after)
+    body_timeout: float = Field(default=60.0, gt=0)
+    #: seconds one write to a client may wait for it to read: a stream client that stops
+    #: reading is then dropped, its upstream released, and it is settled as a disconnect
+    write_timeout: float = Field(default=30.0, gt=0)
 
 
 class AuthConfig(_Strict):

@@ -36,7 +36,8 @@ from ..errors import (
     error_for,
 )
 from ..store.secrets import MasterKeyMissingError
-from .app import ACCOUNTANT, _client_key
+from . import timeouts
+from .app import ACCOUNTANT, CONFIG, _client_key
 
 if TYPE_CHECKING:
     from ..accounting.service import Accountant
@@ -91,7 +92,8 @@ def _acct(request: web.Request) -> Accountant:
 
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
-        data = orjson.loads(await request.read() or b"{}")
+        raw = await timeouts.read_body(request, request.app[CONFIG].server.body_timeout)
+        data = orjson.loads(raw or b"{}")
     except orjson.JSONDecodeError:
         raise _bad("the body is not valid JSON") from None
     if not isinstance(data, dict):

@@ -29,7 +29,7 @@ from ..ids import request_id
 from ..protocols import anthropic as pa
 from ..protocols import openai as po
 from ..protocols.sse import SSE_HEADERS
-from . import metrics
+from . import metrics, timeouts
 
 log = logging.getLogger("dragoman.server")
 
@@ -174,7 +174,7 @@ class Auth:
 
 
 async def _json_body(request: web.Request) -> Any:
-    raw = await request.read()
+    raw = await timeouts.read_body(request, request.app[CONFIG].server.body_timeout)
     if not raw:
         raise InvalidRequestError("request body is empty; expected a JSON object")
     try:
@@ -198,13 +198,14 @@ async def _respond(
     obs.stream = True
     resp = web.StreamResponse(status=result.status, headers={**SSE_HEADERS, **result.headers})
     gen = result.stream
+    wt = request.app[CONFIG].server.write_timeout
     try:
         await resp.prepare(request)
         async for chunk in gen:
-            await resp.write(chunk)
+            await timeouts.client_write(request, resp.write(chunk), wt)  # a stalled client: 499
             if obs.ttft is None:
                 obs.first_bytes()
-        await resp.write_eof()
+        await timeouts.client_write(request, resp.write_eof(), wt)
     except (ConnectionResetError, ConnectionError):
         log.info("client went away during a stream (%s)", request.get(REQUEST_ID))
         obs.status = 499
