@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.e2e.test_accounting import query
 from tests.fakes import FakeAnthropic, Reply
 from tests.support import http
 from tests.support.invariants import wait_until
@@ -37,7 +38,7 @@ def gateway(
             f"providers: {{anth: {{kind: anthropic, base_url: '{anth.url}',"
             f" api_key: {anth.api_key}}}}}\n"
             "models: {claude-sonnet-4-5: {provider: anth}}\n"
-            "store: {enabled: false}\n"
+            f"store: {{url: 'sqlite:///{tmp}/t.db', flush_interval: 0.05}}\n"
         )
         with ServeProcess(Path(cfg)) as srv:
             yield srv, anth
@@ -180,6 +181,19 @@ def test_stalled_stream_reader_is_dropped_and_its_upstream_released(
     finally:
         s.close()
     assert http.get(srv.url + "/ping").status == 200  # the gateway is fine
+    # settled like any client that left: a usage row with status 499, output charged for what
+    # was delivered (some, not nothing and not the whole 20 MB)
+    db = f"sqlite:///{Path(srv.config).parent}/t.db"
+    rows: list[object] = []
+
+    def settled() -> bool:
+        rows[:] = query(db, "SELECT status, streamed, output_tokens FROM usage")
+        return bool(rows)
+
+    wait_until(settled, timeout=10, what="the usage row of the stalled stream")
+    ((status, streamed, out),) = rows  # type: ignore[misc]
+    assert (status, bool(streamed)) == (499, True)
+    assert 0 < out < 4_000_000
 
 
 def _counted_499(metrics: str) -> bool:
