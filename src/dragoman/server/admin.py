@@ -134,14 +134,18 @@ def _admin_only(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.
 
 
 # ---- keys ------------------------------------------------------------------------------------
+#: the longest lifetime a key may be given in days (a bigger one overflows a datetime)
+_MAX_DAYS = 36600
+
+
 def _key_fields(data: dict[str, Any], now: _dt.datetime) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in data.items():
         if k in _KEY_FIELDS:
             out[_KEY_FIELDS[k]] = v
         elif k in _EXPIRY_DAYS:
-            if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
-                raise _bad(f"{k} must be a positive number of days")
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= _MAX_DAYS:
+                raise _bad(f"{k} must be a number of days greater than 0, at most {_MAX_DAYS}")
             out["expires_at"] = now + _dt.timedelta(days=float(v))
         else:
             raise _bad(f"unknown field {k!r}")

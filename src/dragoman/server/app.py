@@ -29,7 +29,7 @@ from ..ids import request_id
 from ..protocols import anthropic as pa
 from ..protocols import openai as po
 from ..protocols.sse import SSE_HEADERS
-from . import metrics, timeouts
+from . import metrics, openapi, timeouts
 
 log = logging.getLogger("dragoman.server")
 
@@ -316,6 +316,7 @@ def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
         web.get("/ping", ping),
         web.get("/", root),
         web.get("/metrics", metrics.handler),
+        web.get("/openapi.json", openapi.handler),
     ]
 
 
