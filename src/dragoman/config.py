@@ -78,6 +78,16 @@ class ServerConfig(_Strict):
                 raise ValueError(f"not an address or network: {n!r}") from None
         return v
 
+    #: seconds a connection may go without a complete request head, counted from its opening or
+    #: from the end of its previous response: idle keep-alive connections and heads sent slowly
+    #: (slowloris) are closed after this (aiohttp measures both with one timer; docs/timeouts.md)
+    header_timeout: float = Field(default=15.0, gt=0)
+    #: seconds to receive a whole request body (408 in the caller's dialect after)
+    body_timeout: float = Field(default=60.0, gt=0)
+    #: seconds one write to a client may wait for it to read: a stream client that stops
+    #: reading is then dropped, its upstream released, and it is settled as a disconnect
+    write_timeout: float = Field(default=30.0, gt=0)
+
 
 class AuthConfig(_Strict):
     #: static client keys (``x-api-key`` or ``Authorization: Bearer``); with none, and no
@@ -302,6 +312,10 @@ class StoreConfig(_Strict):
     spool_path: str | None = None
     #: the spool's size cap in bytes (0: no spool; rows then wait in memory only)
     spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    #: where the master key is kept when ``DRAGOMAN_MASTER_KEY`` is not set: generated once
+    #: (mode 0600) and reused; default next to a SQLite file (``<db>.master-key``), else
+    #: ``$DRAGOMAN_STATE_DIR/master-key`` (``~/.local/state/dragoman``); docs/keys-at-rest.md
+    master_key_file: str | None = None
 
 
 class BudgetConfig(_Strict):

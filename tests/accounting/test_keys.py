@@ -220,35 +220,6 @@ async def test_credentials(acct: Accountant) -> None:
     assert await acct.credential("anthropic-prod") is None
 
 
-@pytest.mark.any_dialect
-async def test_credentials_refused_without_master_key(
-    db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.delenv("DRAGOMAN_MASTER_KEY")
-    a = await Accountant.create(make_config(db_url))
-    try:
-        assert "DRAGOMAN_MASTER_KEY is not set" in caplog.text  # generated pepper warning
-        assert a.keys is not None
-        with pytest.raises(MasterKeyMissingError, match="DRAGOMAN_MASTER_KEY"):
-            await a.keys.put_credential("x", "sk-1")
-        # keys still work with the generated pepper, across restarts
-        _, secret = await a.keys.create(alias="np")
-    finally:
-        await a.close()
-    b = await Accountant.create(make_config(db_url))
-    try:
-        assert await b.authenticate(secret) is not None
-    finally:
-        await b.close()
-    # setting a master key later keeps the stored pepper: old keys keep working
-    monkeypatch.setenv("DRAGOMAN_MASTER_KEY", MASTER)
-    c = await Accountant.create(make_config(db_url))
-    try:
-        assert await c.authenticate(secret) is not None
-    finally:
-        await c.close()
-
-
 async def _dump(acct: Accountant, db_url: str) -> bytes:
     """Everything the database holds: the raw file(s) for SQLite, every text column for PG."""
     await acct.flush()

@@ -360,3 +360,20 @@ async def test_store_off(db_url: str) -> None:
         r = await c.get("/stats", headers={"x-api-key": "not-a-key"})
         assert r.status == 401
     await acct.close()
+
+
+@pytest.mark.any_dialect
+async def test_key_lifetime_too_long_is_a_400(served: tuple[Accountant, TestClient]) -> None:
+    """Found by tests/fuzz/test_schemathesis.py: ``days: 5.8e16`` overflowed a timedelta (500)."""
+    _, c = served
+    for field in ("days", "expires_in_days", "duration_days"):
+        r = await c.post("/admin/keys", headers=ADMIN, json={field: 5.872604906424338e16})
+        assert r.status == 400, await r.text()
+        body = await r.json()
+        assert (
+            body["error"]["type"] == "invalid_request_error" and "36600" in body["error"]["message"]
+        )
+        r = await c.patch("/admin/keys/nope", headers=ADMIN, json={field: 1e300})
+        assert r.status == 400, await r.text()
+    r = await c.post("/admin/keys", headers=ADMIN, json={"days": 36600})
+    assert r.status == 201

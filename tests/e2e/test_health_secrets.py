@@ -110,7 +110,7 @@ def test_no_secret_in_logs_or_error_bodies(fakes: dict[str, Any], tmp_path: Path
     down_sock, down_port = _refused_port()
     admin = "admin-" + uuid.uuid4().hex
     client = "client-" + uuid.uuid4().hex
-    master = "master-" + uuid.uuid4().hex
+    master = "master-" + uuid.uuid4().hex + uuid.uuid4().hex
     wrong_provider_key = "sk-wrong-" + uuid.uuid4().hex
     cfg = tmp_path / "c.yaml"
     cfg.write_text(

@@ -294,7 +294,8 @@ def ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ring]:
     with FakeAnthropic() as anth, FakeOpenAI("vllm") as vllm:
         cfg = tmp / "dragoman.yaml"
         cfg.write_text(_config(anth, vllm, tmp / "ring.db"))
-        srv = ServeProcess(cfg, env={"DRAGOMAN_MASTER_KEY": "ring-master-key"}).start()
+        master = "ring-master-key-0123456789abcdefghijklmnopqrstu"
+        srv = ServeProcess(cfg, env={"DRAGOMAN_MASTER_KEY": master}).start()
         try:
             yield Ring(srv, anth, vllm, tmp / "ring.db")
         finally:

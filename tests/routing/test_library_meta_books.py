@@ -144,7 +144,7 @@ def test_count_tokens_and_models_as_the_server_answers_them(fakes: Fakes) -> Non
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setenv("DRAGOMAN_MASTER_KEY", "library-test-master-key")
+    monkeypatch.setenv("DRAGOMAN_MASTER_KEY", "library-test-master-key-0123456789abcdefghijklm")
     return {"url": f"sqlite:///{tmp_path}/books.db", "flush_interval": 0.05}
 
 

@@ -44,7 +44,8 @@ from dragoman.errors import ServerError
 from dragoman.store import schema, upgrade_async
 from dragoman.store.db import Database, create_engine, utcnow
 from dragoman.store.keys import KeyRepo
-from dragoman.store.secrets import load_pepper, master_key
+from dragoman.store.master import open_key_material
+from dragoman.store.secrets import master_key
 
 
 class Accountant:
@@ -103,7 +104,8 @@ class Accountant:
             if not st.auto_upgrade:
                 await _check_revision(config, engine)
             db = Database(engine)
-            pepper = await load_pepper(engine, self.master)
+            km = await open_key_material(engine, st)  # MasterKeyError: wrong/weak/missing key
+            self.master, pepper = km.master, km.pepper
             self.keys = KeyRepo(engine, pepper, self.master)
             self.keyring = Keyring(config, pepper, self.keys, clock=clock, now=now)
             self.key_watch = watch = KeyWatch(self.keys, self.keyring)

@@ -37,7 +37,8 @@ from ..errors import (
 )
 from ..guard.urls import webhook_refusal
 from ..store.secrets import MasterKeyMissingError
-from .app import ACCOUNTANT, AUTH
+from . import timeouts
+from .app import ACCOUNTANT, AUTH, CONFIG
 from .auth import client_key
 
 if TYPE_CHECKING:
@@ -93,7 +94,8 @@ def _acct(request: web.Request) -> Accountant:
 
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
-        data = orjson.loads(await request.read() or b"{}")
+        raw = await timeouts.read_body(request, request.app[CONFIG].server.body_timeout)
+        data = orjson.loads(raw or b"{}")
     except orjson.JSONDecodeError:
         raise _bad("the body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -145,14 +147,18 @@ def _admin_only(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.
 
 
 # ---- keys ------------------------------------------------------------------------------------
+#: the longest lifetime a key may be given in days (a bigger one overflows a datetime)
+_MAX_DAYS = 36600
+
+
 def _key_fields(data: dict[str, Any], now: _dt.datetime) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in data.items():
         if k in _KEY_FIELDS:
             out[_KEY_FIELDS[k]] = v
         elif k in _EXPIRY_DAYS:
-            if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
-                raise _bad(f"{k} must be a positive number of days")
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= _MAX_DAYS:
+                raise _bad(f"{k} must be a number of days greater than 0, at most {_MAX_DAYS}")
             out["expires_at"] = now + _dt.timedelta(days=float(v))
         else:
             raise _bad(f"unknown field {k!r}")

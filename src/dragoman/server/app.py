@@ -28,7 +28,7 @@ from ..ids import request_id
 from ..protocols import anthropic as pa
 from ..protocols import openai as po
 from ..protocols.sse import SSE_HEADERS
-from . import metrics
+from . import metrics, openapi, timeouts
 from .auth import Auth
 from .exposure import check_metrics, public_health, visible_models
 from .guard_origin import open_mode_guard
@@ -138,7 +138,7 @@ def observed(endpoint: str, dialect: str, fn: ObservedHandler) -> Handler:
 
 
 async def _json_body(request: web.Request) -> Any:
-    raw = await request.read()
+    raw = await timeouts.read_body(request, request.app[CONFIG].server.body_timeout)
     if not raw:
         raise InvalidRequestError("request body is empty; expected a JSON object")
     try:
@@ -162,13 +162,14 @@ async def _respond(
     obs.stream = True
     resp = web.StreamResponse(status=result.status, headers={**SSE_HEADERS, **result.headers})
     gen = result.stream
+    wt = request.app[CONFIG].server.write_timeout
     try:
         await resp.prepare(request)
         async for chunk in gen:
-            await resp.write(chunk)
+            await timeouts.client_write(request, resp.write(chunk), wt)  # a stalled client: 499
             if obs.ttft is None:
                 obs.first_bytes()
-        await resp.write_eof()
+        await timeouts.client_write(request, resp.write_eof(), wt)
     except (ConnectionResetError, ConnectionError):
         log.info("client went away during a stream (%s)", request.get(REQUEST_ID))
         obs.status = 499
@@ -288,6 +289,7 @@ def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
         web.get("/ping", ping),
         web.get("/", root),
         web.get("/metrics", metrics_handler),
+        web.get("/openapi.json", openapi.handler),
     ]
 
 
