@@ -42,6 +42,9 @@ class Exchange:
     #: the front's checks (400 naming the field) and conversion (legacy completions -> chat)
     parse: Callable[[Any], Any] | None = None
     read: Callable[[], Awaitable[bytes]] | None = None
+    #: who sent it (auth counts failures per address) and on which path
+    remote: str | None = None
+    path: str = ""
     #: the caller is in-process (the library): there is no client key to check
     trusted: bool = False
     key: Any = None

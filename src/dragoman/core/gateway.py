@@ -84,12 +84,15 @@ class Gateway:
         headers: Mapping[str, str] | None = None,
         *,
         read: Read | None = None,
+        remote: str | None = None,
+        path: str = "",
         request_id: str | None = None,
         query: str = "",
         trusted: bool = False,
     ) -> Reply:
         """An Anthropic Messages request (``POST /v1/messages``)."""
         ex = self._exchange(ANTHROPIC, "messages", body, headers, read, request_id, trusted)
+        ex.remote, ex.path = remote, path
         ex.parse, ex.query = _MESSAGES, query
         return await self._run(ex, self._pipeline)
 
@@ -99,11 +102,14 @@ class Gateway:
         headers: Mapping[str, str] | None = None,
         *,
         read: Read | None = None,
+        remote: str | None = None,
+        path: str = "",
         request_id: str | None = None,
         trusted: bool = False,
     ) -> Reply:
         """An OpenAI Chat Completions request (``POST /v1/chat/completions``)."""
         ex = self._exchange(OPENAI, "chat_completions", body, headers, read, request_id, trusted)
+        ex.remote, ex.path = remote, path
         ex.parse = _CHAT
         return await self._run(ex, self._pipeline)
 
@@ -113,11 +119,14 @@ class Gateway:
         headers: Mapping[str, str] | None = None,
         *,
         read: Read | None = None,
+        remote: str | None = None,
+        path: str = "",
         request_id: str | None = None,
         trusted: bool = False,
     ) -> Reply:
         """A legacy text completion (``POST /v1/completions``), served through the chat path."""
         ex = self._exchange(OPENAI, "completions", body, headers, read, request_id, trusted)
+        ex.remote, ex.path = remote, path
         ex.parse = completions.parse
         return await completions.reply(await self._run(ex, self._pipeline))
 
@@ -127,12 +136,15 @@ class Gateway:
         headers: Mapping[str, str] | None = None,
         *,
         read: Read | None = None,
+        remote: str | None = None,
+        path: str = "",
         request_id: str | None = None,
         query: str = "",
         trusted: bool = False,
     ) -> Reply:
         """``POST /v1/messages/count_tokens``: the upstream's count when it has one."""
         ex = self._exchange(ANTHROPIC, "count_tokens", body, headers, read, request_id, trusted)
+        ex.remote, ex.path = remote, path
         ex.parse, ex.query = _count_tokens_check, query
         return await self._run(ex, self._count, books=False)
 

@@ -30,7 +30,9 @@ from ..protocols import anthropic as pa
 from ..protocols import openai as po
 from ..protocols.sse import SSE_HEADERS
 from ..stages.auth import Auth
-from . import metrics
+from . import metrics, openapi, timeouts
+from .exposure import check_metrics, public_health, visible_models
+from .guard_origin import open_mode_guard
 
 log = logging.getLogger("dragoman.server")
 
@@ -108,7 +110,7 @@ def _error(request: web.Request, err: DragomanError) -> web.Response:
 async def _read(request: web.Request) -> bytes:
     """The raw body; one over ``server.max_body_bytes`` is a 413 in the caller's dialect."""
     try:
-        return await request.read()
+        return await timeouts.read_body(request, request.app[CONFIG].server.body_timeout)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONFIG].server.max_body_bytes
         raise RequestTooLargeError(
@@ -126,11 +128,12 @@ async def _respond(request: web.Request, reply: Reply) -> web.StreamResponse:
         )
     resp = web.StreamResponse(status=reply.status, headers={**SSE_HEADERS, **reply.headers})
     gen = reply.stream
+    wt = request.app[CONFIG].server.write_timeout
     try:
         await resp.prepare(request)
         async for chunk in gen:
-            await resp.write(chunk)
-        await resp.write_eof()
+            await timeouts.client_write(request, resp.write(chunk), wt)  # a stalled client: 499
+        await timeouts.client_write(request, resp.write_eof(), wt)
     except (ConnectionResetError, ConnectionError):
         log.info("client went away during a stream (%s)", request.get(REQUEST_ID))
     finally:
@@ -142,6 +145,8 @@ async def _respond(request: web.Request, reply: Reply) -> web.StreamResponse:
 async def messages(request: web.Request) -> web.StreamResponse:
     reply = await request.app[GATEWAY].messages(
         headers=request.headers,
+        remote=request.remote,
+        path=request.path,
         read=partial(_read, request),
         request_id=request[REQUEST_ID],
         query=upstream_query(request.rel_url.raw_query_string),
@@ -152,6 +157,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     reply = await request.app[GATEWAY].count_tokens(
         headers=request.headers,
+        remote=request.remote,
+        path=request.path,
         read=partial(_read, request),
         request_id=request[REQUEST_ID],
         query=upstream_query(request.rel_url.raw_query_string),
@@ -161,22 +168,30 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
 
 async def chat(request: web.Request) -> web.StreamResponse:
     reply = await request.app[GATEWAY].chat(
-        headers=request.headers, read=partial(_read, request), request_id=request[REQUEST_ID]
+        headers=request.headers,
+        remote=request.remote,
+        path=request.path,
+        read=partial(_read, request),
+        request_id=request[REQUEST_ID],
     )
     return await _respond(request, reply)
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
     reply = await request.app[GATEWAY].completions(
-        headers=request.headers, read=partial(_read, request), request_id=request[REQUEST_ID]
+        headers=request.headers,
+        remote=request.remote,
+        path=request.path,
+        read=partial(_read, request),
+        request_id=request[REQUEST_ID],
     )
     return await _respond(request, reply)
 
 
 async def models(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
-    await request.app[AUTH].check(request.headers)
-    items = gateway.list_models()
+    key = await request.app[AUTH].check(request)
+    items = visible_models(gateway.list_models(), key, _route_name(gateway))
     if dialect_of(request) == ANTHROPIC:
         data = [_anthropic_model(m) for m in items]
         body: dict[str, Any] = {
@@ -192,13 +207,15 @@ async def models(request: web.Request) -> web.StreamResponse:
 
 async def model(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
-    await request.app[AUTH].check(request.headers)
+    key = await request.app[AUTH].check(request)
     mid = request.match_info["model_id"]
-    items = {m["id"]: m for m in gateway.list_models()}
+    items = {m["id"]: m for m in visible_models(gateway.list_models(), key, _route_name(gateway))}
     m = items.get(mid)
     if m is None:
         route = gateway.models.resolve(mid)  # 404 in the caller's dialect when unknown
-        m = {**items.get(route.name, {}), "id": mid}
+        if route.name not in items:  # a model this key may not use is not there for it
+            raise ModelNotFoundError(f"model: {mid!r} is not served here", param="model")
+        m = {**items[route.name], "id": mid}
     out = _anthropic_model(m) if dialect_of(request) == ANTHROPIC else _openai_model(m)
     return web.Response(body=orjson.dumps(out), content_type="application/json")
 
@@ -217,11 +234,17 @@ async def health(request: web.Request) -> web.StreamResponse:
         # what each provider's server is, and why dragoman thinks so (flavor: auto)
         "flavors": {n: d.as_dict() for n, d in gateway.detections.items()},
     }
+    body = public_health(body, request.app[AUTH], request)  # details for the admin key only
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
 async def ping(request: web.Request) -> web.StreamResponse:
     return web.Response(text="pong")
+
+
+async def metrics_handler(request: web.Request) -> web.StreamResponse:
+    check_metrics(request.app[AUTH], request)
+    return await metrics.handler(request)
 
 
 async def root(request: web.Request) -> web.StreamResponse:
@@ -238,7 +261,8 @@ ROUTES = [
     web.get("/health", health),
     web.get("/ping", ping),
     web.get("/", root),
-    web.get("/metrics", metrics.handler),
+    web.get("/metrics", metrics_handler),
+    web.get("/openapi.json", openapi.handler),
 ]
 
 
@@ -252,6 +276,18 @@ def _health_status(
         if not any(d["state"] == "ok" and d["provider"] not in down for d in deps):
             return "degraded"
     return "ok"
+
+
+def _route_name(gateway: Gateway) -> Callable[[str], str]:
+    """The configured model a listed name stands for (itself, or an alias's target)."""
+
+    def resolve(name: str) -> str:
+        try:
+            return gateway.models.resolve(name).name
+        except DragomanError:
+            return name
+
+    return resolve
 
 
 def _anthropic_model(m: dict[str, Any]) -> dict[str, Any]:
@@ -285,13 +321,15 @@ def create_app(
         from ..bootstrap import build_gateway
 
         gateway = build_gateway(config, accountant=accountant)
+    auth = gateway.auth or Auth(gateway.runtime)
+    guard = open_mode_guard(lambda: auth.open, config.server)  # docs/security.md
     app = web.Application(
-        middlewares=[errors_middleware], client_max_size=config.server.max_body_bytes
+        middlewares=[errors_middleware, guard], client_max_size=config.server.max_body_bytes
     )
     app[CONFIG] = config
     app[ACCOUNTANT] = accountant
     app[GATEWAY] = gateway
-    app[AUTH] = gateway.auth or Auth(gateway.runtime)
+    app[AUTH] = auth
     app[STARTED] = time.time()
     app.add_routes(ROUTES)
     if accountant is not None:
