@@ -65,3 +65,18 @@ async def test_in_process_callers_carry_no_key() -> None:
 
 async def test_limits_is_a_pass_through_for_now() -> None:
     assert (await Limits()(exchange(), _ok)).status == 200
+
+
+async def test_failures_are_limited_per_address_through_the_stage() -> None:
+    """The same Auth object the server's routes use counts the pipeline's failures per
+    address: after too many, even the right key from that address waits (429)."""
+    from dragoman.errors import RateLimitError
+
+    auth = Auth(Runtime(config(auth={"keys": ["sk-1"], "max_failures_per_minute": 2})))
+    for _ in range(2):
+        with pytest.raises(AuthenticationError):
+            await auth(exchange(headers={"x-api-key": "bad"}, remote="10.0.0.9"), _ok)
+    with pytest.raises(RateLimitError):
+        await auth(exchange(headers={"x-api-key": "sk-1"}, remote="10.0.0.9"), _ok)
+    ok = exchange(headers={"x-api-key": "sk-1"}, remote="10.0.0.10")
+    assert (await auth(ok, _ok)).status == 200
