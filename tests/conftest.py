@@ -46,3 +46,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         "(.ci/run starts PostgreSQL and Redis, installs the pinned CLIs and the syftbox extra; "
         "see its output)"
     )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A generated master key of a store that is not a SQLite file (docs/keys-at-rest.md) goes
+    to a directory of this run, never to the home directory of the machine running the tests;
+    servers started by the tests inherit it."""
+    old = os.environ.get("DRAGOMAN_STATE_DIR")
+    os.environ["DRAGOMAN_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if old is None:
+        os.environ.pop("DRAGOMAN_STATE_DIR", None)
+    else:
+        os.environ["DRAGOMAN_STATE_DIR"] = old

@@ -126,8 +126,21 @@ async def _serve(cfg: Config, require_healthy: bool) -> int:
     from aiohttp import web
 
     from .server.app import create_app
+    from .server.timeouts import runner_options
 
     engine, accountant = await build(cfg)
+    from .server.auth_start import start_refusal, warn_if_open
+
+    virtual = accountant is not None and accountant.virtual_keys
+    refusal = start_refusal(cfg, virtual)  # auth fails closed (docs/security.md)
+    if refusal is not None:
+        log.error("%s", refusal)
+        click.echo(f"Error: {refusal}", err=True)
+        await engine.close()
+        if accountant is not None:
+            await accountant.close()
+        return 1
+    warn_if_open(cfg, virtual)
     if accountant is not None:
         unpriced = accountant.prices.unpriced()
         if unpriced:
@@ -153,7 +166,9 @@ async def _serve(cfg: Config, require_healthy: bool) -> int:
             await accountant.close()
         return 1
     app = create_app(cfg, engine, accountant)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, **runner_options(cfg.server)
+    )
     await runner.setup()
     # Everything imported and built so far lives as long as the process: keep it out of the
     # cyclic collector, whose full passes over it otherwise stall the loop for tens of ms (p99).

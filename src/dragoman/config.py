@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -55,14 +56,58 @@ class ServerConfig(_Strict):
     #: log format: "json" (one object a line) or "text"
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
+    #: open mode only (docs/security.md): browser ``Origin`` values allowed to call the gateway
+    #: (e.g. "http://localhost:3000"); any other Origin gets 403 (CSRF)
+    allowed_origins: list[str] = Field(default_factory=list)
+    #: open mode only: ``Host`` names accepted besides localhost, 127.0.0.1 and [::1]; any other
+    #: gets 403 (DNS rebinding)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    #: addresses or networks of reverse proxies in front (e.g. "10.0.0.0/8"): for requests from
+    #: them the client address (failed-auth limits, logs) is read from ``X-Forwarded-For``
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for n in v:
+            try:
+                ipaddress.ip_network(n, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or network: {n!r}") from None
+        return v
+
+    #: seconds a connection may go without a complete request head, counted from its opening or
+    #: from the end of its previous response: idle keep-alive connections and heads sent slowly
+    #: (slowloris) are closed after this (aiohttp measures both with one timer; docs/timeouts.md)
+    header_timeout: float = Field(default=15.0, gt=0)
+    #: seconds to receive a whole request body (408 in the caller's dialect after)
+    body_timeout: float = Field(default=60.0, gt=0)
+    #: seconds one write to a client may wait for it to read: a stream client that stops
+    #: reading is then dropped, its upstream released, and it is settled as a disconnect
+    write_timeout: float = Field(default=30.0, gt=0)
 
 
 class AuthConfig(_Strict):
-    #: static client keys (``x-api-key`` or ``Authorization: Bearer``); empty = open gateway
+    #: static client keys (``x-api-key`` or ``Authorization: Bearer``); with none, and no
+    #: virtual key in the store, the gateway is open (loopback only unless ``open: true``)
     keys: list[str] = Field(default_factory=list)
     admin_key: str | None = None
+    #: run without client keys on a non-loopback address (docs/security.md)
+    open: bool = False
     #: seconds a virtual-key lookup stays cached in the process
     key_cache_ttl: float = 30.0
+    #: failed authentications an address may make in a minute before it gets 429
+    max_failures_per_minute: int = Field(default=20, ge=1)
+    #: the config entries that were written but expanded to nothing (``${VAR}`` unset):
+    #: ``dragoman serve`` refuses to start on them (docs/security.md); not a YAML key
+    _unset: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def unset(self) -> list[str]:
+        """Dotted paths of keys written in the config that expanded to an empty string."""
+        return list(self._unset)
 
 
 class Timeouts(_Strict):
@@ -275,6 +320,10 @@ class StoreConfig(_Strict):
     spool_path: str | None = None
     #: the spool's size cap in bytes (0: no spool; rows then wait in memory only)
     spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    #: where the master key is kept when ``DRAGOMAN_MASTER_KEY`` is not set: generated once
+    #: (mode 0600) and reused; default next to a SQLite file (``<db>.master-key``), else
+    #: ``$DRAGOMAN_STATE_DIR/master-key`` (``~/.local/state/dragoman``); docs/keys-at-rest.md
+    master_key_file: str | None = None
 
 
 class BudgetConfig(_Strict):
@@ -292,6 +341,10 @@ class AccountingConfig(_Strict):
     prices: dict[str, Prices] = Field(default_factory=dict)
     budgets: list[BudgetConfig] = Field(default_factory=list)
     alert_webhook: str | None = None
+    #: budgets the API keeps on one key (``POST /v1/analytics/budgets``)
+    max_budgets_per_key: int = Field(default=5, ge=1)
+    #: alert thresholds one API-created budget may carry
+    max_alert_thresholds: int = Field(default=10, ge=1)
 
 
 class StateConfig(_Strict):
@@ -466,15 +519,23 @@ def load_config_dict(
 ) -> Config:
     """Validate a config given as a mapping (env vars are expanded first)."""
     expanded = expand_env(dict(data), env)
-    # static keys that expand to "" (unset variable) are not keys
+    # keys written but expanded to "" (an unset variable) are not keys; they are remembered so
+    # that `serve` refuses to start open by accident (docs/security.md)
+    unset: list[str] = []
     auth = expanded.get("auth")
-    if isinstance(auth, dict) and isinstance(auth.get("keys"), list):
-        auth["keys"] = [k for k in auth["keys"] if k]
+    if isinstance(auth, dict):
+        if isinstance(auth.get("keys"), list):
+            unset += [f"auth.keys.{i}" for i, k in enumerate(auth["keys"]) if k == ""]
+            auth["keys"] = [k for k in auth["keys"] if k != ""]
+        if auth.get("admin_key") == "":
+            unset.append("auth.admin_key")
+            auth["admin_key"] = None
     try:
         cfg = Config.model_validate(expanded)
     except ValidationError as e:
         raise ConfigError(f"{source}: {_format_validation(e)}") from None
     cfg.source = source
+    cfg.auth._unset = unset
     return cfg
 
 

@@ -13,8 +13,10 @@ and indentation - then multiply by :data:`SAFETY`.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -223,6 +225,25 @@ def _content_units(c: Any) -> float:
     return 0.0
 
 
+def _tolerant(estimate: Callable[[dict[str, Any]], int]) -> Callable[[dict[str, Any]], int]:
+    """Estimates run on client input before (and after) it is validated: a field of the wrong
+    type (``"description": 5``, ``"tools": 3``) is charged as its JSON instead of raising, so the
+    client gets the 400 its request deserves rather than a 500 (audit #21)."""
+
+    @functools.wraps(estimate)
+    def guarded(body: dict[str, Any]) -> int:
+        try:
+            return estimate(body)
+        except (TypeError, AttributeError, ValueError, RecursionError):
+            try:
+                return math.ceil((REQUEST_OVERHEAD + _json_units(body)) * SAFETY)
+            except (TypeError, ValueError, RecursionError):
+                return math.ceil(REQUEST_OVERHEAD * SAFETY)
+
+    return guarded
+
+
+@_tolerant
 def estimate_anthropic_request_tokens(body: dict[str, Any]) -> int:
     """Estimate the prompt tokens of an Anthropic Messages request (or count_tokens body)."""
     units: float = REQUEST_OVERHEAD
@@ -266,6 +287,7 @@ def _o_part_units(p: Any) -> float:
     return _json_units(p)
 
 
+@_tolerant
 def estimate_openai_request_tokens(body: dict[str, Any]) -> int:
     """Estimate the prompt tokens of an OpenAI Chat Completions request."""
     units: float = REQUEST_OVERHEAD

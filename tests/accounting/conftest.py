@@ -34,7 +34,7 @@ from dragoman.config import Config, load_config_dict
 from dragoman.store import upgrade_async
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
-MASTER = "test-master-key-not-a-fernet-key"
+MASTER = "test-master-key-not-a-fernet-key-0123456789abcdef"
 
 
 def _pg_up() -> bool:

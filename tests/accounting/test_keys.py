@@ -39,7 +39,9 @@ async def test_ttl_cache(db_url: str) -> None:
         make_config(db_url, auth={"key_cache_ttl": 0.2}), clock=lambda: now[0]
     )
     try:
-        assert a.keys is not None
+        assert a.keys is not None and a.key_watch is not None
+        # the TTL alone (test_key_watch_drops_the_cache covers the once-a-second watch)
+        await a.key_watch.stop()
         pub, secret = await a.keys.create(alias="c")
         assert await a.authenticate(secret) is not None
         calls = 0
@@ -129,6 +131,54 @@ async def test_static_keys(acct: Accountant) -> None:
     assert await acct.authenticate("static-secret-2") is None
 
 
+@pytest.mark.any_dialect
+async def test_key_watch_drops_the_cache(db_url: str) -> None:
+    """A key written by another process (the CLI, another gateway) moves ``keys_version``; the
+    watcher's next read drops this process's cache and notes that virtual keys exist (audit
+    #1b, #24), without a database read on the request path."""
+    other = await Accountant.create(make_config(db_url, auth={"keys": [], "admin_key": None}))
+    a = await Accountant.create(make_config(db_url, auth={"keys": [], "admin_key": None}))
+    try:
+        assert a.key_watch is not None and other.keys is not None and a.keys is not None
+        await a.key_watch.stop()  # polled by hand below
+        assert not a.virtual_keys
+        pub, secret = await other.keys.create(alias="w")
+        await a.key_watch.poll()
+        assert a.virtual_keys
+        assert await a.authenticate(secret) is not None  # cached now
+        await other.keys.revoke(pub["id"])
+        assert await a.authenticate(secret) is not None  # the cache, until the next poll
+        await a.key_watch.poll()
+        assert await a.authenticate(secret) is None
+        assert not a.virtual_keys  # the only key is revoked
+        before = a.key_watch.version
+        await other.keys.update(pub["id"], alias="w2")
+        await a.key_watch.poll()
+        assert a.key_watch.version != before
+    finally:
+        await a.close()
+        await other.close()
+
+
+async def test_static_key_ids_are_keyed_by_the_pepper(db_url: str) -> None:
+    """A static key's id is public (usage rows, budget views): it must not let anyone test
+    guesses of the key offline, as an HMAC under a public constant did (audit #26), and it
+    must stay the same across restarts (limits and budgets name keys by it)."""
+    from dragoman.accounting.keys import static_key_id
+    from dragoman.store.secrets import hash_secret
+
+    public = f"static-{hash_secret(b'dragoman static key id', 'static-secret-1')[:12]}"
+    a = await Accountant.create(make_config(db_url))
+    info = await a.authenticate("static-secret-1")
+    await a.close()
+    b = await Accountant.create(make_config(db_url))
+    again = await b.authenticate("static-secret-1")
+    await b.close()
+    assert info is not None and again is not None
+    assert info.id == again.id != public
+    assert info.id == static_key_id(b.keyring.pepper, "static-secret-1")
+
+
 async def test_store_disabled_static_only() -> None:
     cfg = make_config("sqlite:///unused.db", store={"enabled": False})
     a = await Accountant.create(cfg)
@@ -168,35 +218,6 @@ async def test_credentials(acct: Accountant) -> None:
     assert await acct.keys.delete_credential("anthropic-prod")
     acct.forget_credential("anthropic-prod")
     assert await acct.credential("anthropic-prod") is None
-
-
-@pytest.mark.any_dialect
-async def test_credentials_refused_without_master_key(
-    db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.delenv("DRAGOMAN_MASTER_KEY")
-    a = await Accountant.create(make_config(db_url))
-    try:
-        assert "DRAGOMAN_MASTER_KEY is not set" in caplog.text  # generated pepper warning
-        assert a.keys is not None
-        with pytest.raises(MasterKeyMissingError, match="DRAGOMAN_MASTER_KEY"):
-            await a.keys.put_credential("x", "sk-1")
-        # keys still work with the generated pepper, across restarts
-        _, secret = await a.keys.create(alias="np")
-    finally:
-        await a.close()
-    b = await Accountant.create(make_config(db_url))
-    try:
-        assert await b.authenticate(secret) is not None
-    finally:
-        await b.close()
-    # setting a master key later keeps the stored pepper: old keys keep working
-    monkeypatch.setenv("DRAGOMAN_MASTER_KEY", MASTER)
-    c = await Accountant.create(make_config(db_url))
-    try:
-        assert await c.authenticate(secret) is not None
-    finally:
-        await c.close()
 
 
 async def _dump(acct: Accountant, db_url: str) -> bytes:

@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from dragoman.accounting import Accountant, Usage
 from dragoman.accounting.budgets import period_start
 from dragoman.server.admin import admin_routes
-from dragoman.server.app import ACCOUNTANT, CONFIG, errors_middleware
+from dragoman.server.app import ACCOUNTANT, AUTH, CONFIG, errors_middleware
+from dragoman.server.auth import Auth
 from dragoman.store.db import utcnow
 
 from .conftest import make_config, outcome, request_info
@@ -26,6 +27,7 @@ def admin_app(acct: Accountant) -> web.Application:
     app = web.Application(middlewares=[errors_middleware])
     app[CONFIG] = acct.config
     app[ACCOUNTANT] = acct
+    app[AUTH] = Auth(acct.config, acct)
     app.add_routes(admin_routes())
     return app
 
@@ -265,7 +267,12 @@ async def test_costs_and_stats(served: tuple[Accountant, TestClient]) -> None:
     r = await c.get("/v1/analytics/costs?model=flat", headers=ADMIN)
     assert (await r.json())["total_requests"] == 2
 
+    # a client key's /stats counts its own requests only (audit #22)
     r = await c.get("/stats", headers={"x-api-key": "static-secret-1"})
+    assert r.status == 200
+    st = await r.json()
+    assert st["total_requests"] == 2 and set(st["models"]) == {"flat", "gpt-4o"}
+    r = await c.get("/stats", headers=ADMIN)
     assert r.status == 200
     st = await r.json()
     assert st["total_requests"] == 4 and st["uptime_s"] >= 0
@@ -289,7 +296,14 @@ async def test_open_gateway_analytics(db_url: str) -> None:
         assert (await c.get("/stats")).status == 200
         assert (await c.get("/v1/analytics/costs")).status == 200
         r = await c.get("/admin/keys", headers={"x-api-key": "anything"})
-        assert r.status == 401 and "disabled" in (await r.json())["error"]["message"]
+        assert r.status == 403 and "disabled" in (await r.json())["error"]["message"]
+        # an open gateway's anonymous caller creates no budget (a global one would stop
+        # every request, audit #2): the admin key is needed, and there is none
+        r = await c.post(
+            "/v1/analytics/budgets", json={"budget_type": "total", "budget_limit": 1e-6}
+        )
+        assert r.status == 403 and "auth.admin_key" in (await r.json())["error"]["message"]
+        assert acct.budgets() == []
     await acct.close()
 
 
@@ -346,3 +360,20 @@ async def test_store_off(db_url: str) -> None:
         r = await c.get("/stats", headers={"x-api-key": "not-a-key"})
         assert r.status == 401
     await acct.close()
+
+
+@pytest.mark.any_dialect
+async def test_key_lifetime_too_long_is_a_400(served: tuple[Accountant, TestClient]) -> None:
+    """Found by tests/fuzz/test_schemathesis.py: ``days: 5.8e16`` overflowed a timedelta (500)."""
+    _, c = served
+    for field in ("days", "expires_in_days", "duration_days"):
+        r = await c.post("/admin/keys", headers=ADMIN, json={field: 5.872604906424338e16})
+        assert r.status == 400, await r.text()
+        body = await r.json()
+        assert (
+            body["error"]["type"] == "invalid_request_error" and "36600" in body["error"]["message"]
+        )
+        r = await c.patch("/admin/keys/nope", headers=ADMIN, json={field: 1e300})
+        assert r.status == 400, await r.text()
+    r = await c.post("/admin/keys", headers=ADMIN, json={"days": 36600})
+    assert r.status == 201

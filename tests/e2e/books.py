@@ -19,7 +19,7 @@ from tests.e2e.test_accounting import PG, _pg_up, drop_schema, query
 from tests.support import http
 
 ADMIN = "admin-secret-for-books"
-MASTER = "master-key-for-books"
+MASTER = "master-key-for-books-0123456789abcdefghijklmnop"
 
 DB_PARAMS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 

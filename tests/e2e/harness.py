@@ -30,13 +30,16 @@ from dragoman.config import load_config_dict
 from dragoman.server.app import create_app
 
 KEY = "dg-test-key"
+#: the admin key: /health details and /metrics need it (docs/security.md)
+ADMIN_KEY = "dg-test-admin"
+ADMIN = {"x-api-key": ADMIN_KEY}
 
 
 def base_config(
     anth: FakeAnthropic, vllm: FakeOpenAI, oai: FakeOpenAI, ollama: FakeOpenAI
 ) -> dict[str, Any]:
     return {
-        "auth": {"keys": [KEY]},
+        "auth": {"keys": [KEY], "admin_key": ADMIN_KEY},
         "server": {"max_body_bytes": 2 * 1024 * 1024},
         "providers": {
             # stands in for api.anthropic.com (known by host in real use): Claude Code's billing

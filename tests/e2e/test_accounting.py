@@ -29,7 +29,7 @@ from dragoman.tokens import (
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 ADMIN = "admin-secret-for-tests"
-MASTER = "master-key-for-tests"
+MASTER = "master-key-for-tests-0123456789abcdefghijklmnop"
 PRICES = {
     "coder": {"input": 1.0, "output": 2.0, "cache_read": 0.5},
     "claude-sonnet-4-5": {"input": 3.0, "output": 15.0, "cache_read": 0.3, "cache_write": 3.75},

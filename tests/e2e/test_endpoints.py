@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tests.e2e.harness import KEY, Stack
+from tests.e2e.harness import ADMIN, KEY, Stack
 from tests.support import http
 from tests.support.serve import ServeProcess
 from tests.support.sockets import RefusedPort
@@ -69,7 +69,7 @@ def test_models_in_both_shapes(stack: Stack) -> None:
 
 
 def test_health_ping_head(stack: Stack) -> None:
-    h = http.get(stack.url + "/health").json()
+    h = http.get(stack.url + "/health", ADMIN).json()
     assert h["status"] == "ok" and "coder" in h["deployments"]
     assert h["deployments"]["coder"][0]["state"] == "ok"
     assert http.get(stack.url + "/ping").body == b"pong"

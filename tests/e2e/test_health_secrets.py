@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e.harness import KEY, Stack
+from tests.e2e.harness import ADMIN, KEY, Stack
 from tests.fakes import (
     ChatReply,
     ErrorReply,
@@ -32,7 +32,7 @@ A = {"anthropic-version": "2023-06-01"}
 
 @pytest.mark.leaves_cooldown
 def test_health_degraded_while_a_model_cools_down(stack: Stack) -> None:
-    h = http.get(stack.url + "/health").json()
+    h = http.get(stack.url + "/health", ADMIN).json()
     assert h["status"] == "ok"
     stack.vllm.enqueue(
         OpenAIErrorReply(429, "slow down", type="RateLimitError", headers={"retry-after": "30"})
@@ -43,7 +43,7 @@ def test_health_degraded_while_a_model_cools_down(stack: Stack) -> None:
         {"x-api-key": KEY},
     )
     assert r.status == 429
-    h = http.get(stack.url + "/health").json()
+    h = http.get(stack.url + "/health", ADMIN).json()
     assert h["status"] == "degraded"
     (dep,) = h["deployments"]["coder"]
     assert (dep["name"], dep["provider"], dep["state"], dep["inflight"]) == (
@@ -56,7 +56,7 @@ def test_health_degraded_while_a_model_cools_down(stack: Stack) -> None:
     # other models still serve; the gateway as a whole is degraded, not down
     assert h["deployments"]["claude-sonnet-4-5"][0]["state"] == "ok"
     forget_health(stack.engine)
-    assert http.get(stack.url + "/health").json()["status"] == "ok"
+    assert http.get(stack.url + "/health", ADMIN).json()["status"] == "ok"
 
 
 # -- a real `dragoman serve`, every error type --------------------------------------------
@@ -110,7 +110,7 @@ def test_no_secret_in_logs_or_error_bodies(fakes: dict[str, Any], tmp_path: Path
     down_sock, down_port = _refused_port()
     admin = "admin-" + uuid.uuid4().hex
     client = "client-" + uuid.uuid4().hex
-    master = "master-" + uuid.uuid4().hex
+    master = "master-" + uuid.uuid4().hex + uuid.uuid4().hex
     wrong_provider_key = "sk-wrong-" + uuid.uuid4().hex
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
@@ -141,7 +141,9 @@ def test_no_secret_in_logs_or_error_bodies(fakes: dict[str, Any], tmp_path: Path
     url = f"http://127.0.0.1:{port}"
     bodies: list[bytes] = []
     try:
-        h = http.get(url + "/health").json()
+        # without the admin key, /health says only whether the gateway is up
+        assert http.get(url + "/health").json() == {"status": "degraded"}
+        h = http.get(url + "/health", {"x-api-key": admin}).json()
         assert h["status"] == "degraded"  # "gone" has no usable deployment: its provider is down
         assert h["providers"]["down"]["ok"] is False and h["providers"]["vllm"]["ok"] is True
         made = http.post(

@@ -12,7 +12,7 @@ import anthropic
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.e2e.harness import KEY, Stack
+from tests.e2e.harness import ADMIN, KEY, Stack
 from tests.fakes import ChatReply, ErrorReply, OpenAIErrorReply, Reply, text_block
 from tests.support import http
 
@@ -26,7 +26,7 @@ WATCHED = (
 
 
 def scrape(s: Stack) -> dict[Sample, float]:
-    r = http.get(s.url + "/metrics")
+    r = http.get(s.url + "/metrics", ADMIN)
     assert r.status == 200
     text = r.body.decode()
     assert KEY not in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.e2e.harness import KEY, Stack
+from tests.e2e.harness import ADMIN, KEY, Stack
 from tests.fakes import ChatReply, RawStream, Reply, text_block, thinking_block, tool_use_block
 from tests.support import http
 
@@ -324,6 +324,6 @@ def test_broken_streams_count_against_deployment_health(stack: Stack) -> None:
             },
             headers={"x-api-key": KEY},
         )
-    states = http.get(stack.url + "/health").json()["deployments"]["coder"]
+    states = http.get(stack.url + "/health", ADMIN).json()["deployments"]["coder"]
     assert states[0]["state"] == "cooldown", states
     assert "stream broke" in (dep.last_error or "")

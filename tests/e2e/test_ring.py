@@ -51,6 +51,7 @@ from tests.support.invariants import wait_until
 from tests.support.serve import ServeProcess
 
 KEY = "dg-ring-key"
+ADMIN_KEY = "dg-ring-admin"
 WEATHER = {
     "name": "get_weather",
     "description": "Weather for a city",
@@ -240,7 +241,7 @@ class Ring:
     # -- the gateway's state -----------------------------------------------------------------
 
     def health(self) -> dict[str, dict[str, Any]]:
-        r = http.get(self.url + "/health")
+        r = http.get(self.url + "/health", {"x-api-key": ADMIN_KEY})  # details: admin only
         assert r.status == 200
         return {d["name"]: d for deps in r.json()["deployments"].values() for d in deps}
 
@@ -275,7 +276,7 @@ def _o_outcome(status: int, headers: Mapping[str, str], resp: Any) -> Outcome:
 def _config(anth: FakeAnthropic, vllm: FakeOpenAI, db: Path) -> str:
     """No routing section: the defaults a new user gets."""
     return (
-        f"auth: {{keys: ['{KEY}']}}\n"
+        f"auth: {{keys: ['{KEY}'], admin_key: '{ADMIN_KEY}'}}\n"
         "providers:\n"
         f"  anthropic: {{kind: anthropic, base_url: '{anth.url}', api_key: '{anth.api_key}'}}\n"
         f"  vllm: {{kind: openai, base_url: '{vllm.base_url}', api_key: '{vllm.api_key}',"
@@ -293,7 +294,8 @@ def ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ring]:
     with FakeAnthropic() as anth, FakeOpenAI("vllm") as vllm:
         cfg = tmp / "dragoman.yaml"
         cfg.write_text(_config(anth, vllm, tmp / "ring.db"))
-        srv = ServeProcess(cfg, env={"DRAGOMAN_MASTER_KEY": "ring-master-key"}).start()
+        master = "ring-master-key-0123456789abcdefghijklmnopqrstu"
+        srv = ServeProcess(cfg, env={"DRAGOMAN_MASTER_KEY": master}).start()
         try:
             yield Ring(srv, anth, vllm, tmp / "ring.db")
         finally:

@@ -26,6 +26,8 @@ from dragoman.server.app import create_app
 from dragoman.tokens import estimate_anthropic_request_tokens, estimate_openai_request_tokens
 
 KEY = "dg-flavor-key"
+#: /health's flavors need the admin key (docs/security.md)
+ADMIN = {"x-api-key": "dg-flavor-admin"}
 WEATHER = {
     "name": "get_weather",
     "description": "Weather for a city",
@@ -52,7 +54,7 @@ def _config(f: Fakes) -> dict[str, Any]:
         return {"kind": "openai", "base_url": fake.base_url, "api_key": fake.api_key}
 
     return {
-        "auth": {"keys": [KEY]},
+        "auth": {"keys": [KEY], "admin_key": ADMIN["x-api-key"]},
         "providers": {
             "vllm": prov(f.vllm),
             "sglang": prov(f.sglang),
@@ -116,7 +118,7 @@ def _o(gw: ServerThread) -> openai.OpenAI:
 
 
 def test_each_server_is_detected_and_health_says_why(gw: ServerThread, fakes: Fakes) -> None:
-    body = http.get(gw.url + "/health").json()
+    body = http.get(gw.url + "/health", ADMIN).json()
     assert set(body) == {"status", "uptime_s", "providers", "deployments", "flavors"}
     flavors = body["flavors"]
     assert flavors["vllm"] == {
@@ -288,7 +290,7 @@ def test_reasoning_field_learned_from_the_servers_answers(gw: ServerThread, fake
         )
     )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hi."
-    learned = http.get(gw.url + "/health").json()["flavors"]["learner"]["reasoning_fields"]
+    learned = http.get(gw.url + "/health", ADMIN).json()["flavors"]["learner"]["reasoning_fields"]
     assert learned == {
         "thinker-s": "reasoning_content",
         "thinker-n": "reasoning_content",
@@ -309,6 +311,7 @@ def test_a_server_down_at_start_is_asked_again_later() -> None:
             "models": {"m": {"provider": "p", "model": "qwen3-coder"}},
             "routing": {"retries": {"max_retries": 0}},
             "store": {"enabled": False},
+            "auth": {"keys": [KEY], "admin_key": ADMIN["x-api-key"]},
         }
     )
     engine_box: dict[str, Engine] = {}
@@ -319,7 +322,7 @@ def test_a_server_down_at_start_is_asked_again_later() -> None:
 
     gw = ServerThread(make_app, shutdown_timeout=0.5).start()
     try:
-        det = http.get(gw.url + "/health").json()["flavors"]["p"]
+        det = http.get(gw.url + "/health", ADMIN).json()["flavors"]["p"]
         assert (det["flavor"], det["settled"]) == ("generic", False)
         assert det["how"].startswith(f"no answer from {url[: -len('/v1')]} (")
         # back up, on the same port
@@ -336,7 +339,7 @@ def test_a_server_down_at_start_is_asked_again_later() -> None:
             assert http.post(gw.url + "/v1/messages", body, hdr).status == 200
             assert {p.path for p in fake.probes} >= {"/version", "/v1/models"}
             assert fake.requests[-1].body["chat_template_kwargs"] == {"enable_thinking": True}
-            det = http.get(gw.url + "/health").json()["flavors"]["p"]
+            det = http.get(gw.url + "/health", ADMIN).json()["flavors"]["p"]
             assert (det["flavor"], det["how"], det["settled"]) == (
                 "vllm",
                 "GET /version answered vllm 0.11.0",

@@ -116,6 +116,11 @@ def start_fakes() -> Fakes:
     )
 
 
+#: a client key, and the admin key that reads /health's deployment states (docs/security.md)
+CLIENT_KEY = "dg-routing-client"
+ADMIN_KEY = "dg-routing-admin"
+
+
 def base_config(f: Fakes) -> dict[str, Any]:
     """Models used by the tests (see each test for which behaviour uses which model)."""
 
@@ -128,6 +133,7 @@ def base_config(f: Fakes) -> dict[str, Any]:
     brief = {**tight, "total": 1.5}
     quick = {"connect": 0.5, "first_byte": 0.5, "idle": 0.5, "total": 10.0}
     return {
+        "auth": {"keys": [CLIENT_KEY], "admin_key": ADMIN_KEY},
         "providers": {
             "anth": anth(f.anth),
             "anth2": anth(f.anth2),
@@ -347,7 +353,7 @@ class ServerDriver(Driver):
         self.url = self.server.url
 
     def _post(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> Resp:
-        r = http.post(self.url + path, body, headers, timeout=20)
+        r = http.post(self.url + path, body, {"x-api-key": CLIENT_KEY, **headers}, timeout=20)
         h = r.headers
         who: dict[str, Any] = {
             "model": h.get("x-dragoman-model"),
@@ -377,7 +383,7 @@ class ServerDriver(Driver):
         return self._post("/v1/chat/completions", body, {})
 
     def states(self) -> dict[str, dict[str, Any]]:
-        r = http.get(self.url + "/health")
+        r = http.get(self.url + "/health", {"x-api-key": ADMIN_KEY})
         assert r.status == 200
         return {d["name"]: d for deps in r.json()["deployments"].values() for d in deps}
 

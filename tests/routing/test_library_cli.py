@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from tests.fakes import ErrorReply, OpenAIErrorReply, error_reply
 from tests.routing.harness import (
     A_HEADERS,
+    CLIENT_KEY,
     DRIVERS,
     Fakes,
     FakeTime,
@@ -148,7 +149,9 @@ def test_server_and_library_send_and_answer_the_same(
     server = ServerThread(app, shutdown_timeout=0.3).start()
     try:
         path = "/v1/messages" if front == "anthropic" else "/v1/chat/completions"
-        r = http.post(server.url + path, {**req, "model": model}, A_HEADERS)
+        r = http.post(
+            server.url + path, {**req, "model": model}, {**A_HEADERS, "x-api-key": CLIENT_KEY}
+        )
         assert r.status == 200, r.body
         via_server, sent_by_server = r.json(), upstream.last_request.body
     finally:

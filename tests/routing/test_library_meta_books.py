@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from tests.fakes import ChatReply, Reply, error_reply
-from tests.routing.harness import Fakes, FakeTime, base_config
+from tests.routing.harness import CLIENT_KEY, Fakes, FakeTime, base_config
 from tests.support import http
 from tests.support.servers import ServerThread
 
@@ -100,7 +100,11 @@ def test_the_canonical_status_and_the_openai_front(fakes: Fakes) -> None:
     config = load_config_dict(cfg)
     server = ServerThread(lambda: _app(config), shutdown_timeout=0.3).start()
     try:
-        r = http.post(server.url + "/v1/chat/completions", {"model": "claude", **OA}, {})
+        r = http.post(
+            server.url + "/v1/chat/completions",
+            {"model": "claude", **OA},
+            {"x-api-key": CLIENT_KEY},
+        )
         assert r.status == 503 and r.json()["error"]["code"] == "overloaded"
         assert r.headers["x-dragoman-model"] == "claude"
         assert r.headers["x-dragoman-deployment"] == "claude/anth"
@@ -140,7 +144,7 @@ def test_count_tokens_and_models_as_the_server_answers_them(fakes: Fakes) -> Non
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setenv("DRAGOMAN_MASTER_KEY", "library-test-master-key")
+    monkeypatch.setenv("DRAGOMAN_MASTER_KEY", "library-test-master-key-0123456789abcdefghijklm")
     return {"url": f"sqlite:///{tmp_path}/books.db", "flush_interval": 0.05}
 
 

@@ -3,8 +3,9 @@ the provider credentials stored encrypted.
 
 A secret is looked up by its HMAC under the store's pepper, never in clear. Static keys are
 compared in constant time whichever matches; virtual keys are cached for
-``auth.key_cache_ttl`` seconds (a refusal for at most 5 s), so another process revoking a key
-takes effect here within the TTL, and at once when this process's admin API revoked it.
+``auth.key_cache_ttl`` seconds (a refusal for at most 5 s), and the cache is dropped when any
+process changes a key (``key_watch.py``: within about a second; at once when this process's
+admin API did it).
 """
 
 from __future__ import annotations
@@ -50,11 +51,19 @@ def _key_from_row(r: Any) -> KeyInfo:
     )
 
 
+def static_key_id(pepper: bytes, secret: str) -> str:
+    """A static key's public id (usage rows, budget views): keyed by the store's pepper, so
+    seeing an id does not let anyone test guesses of the key offline (audit #26), and stable
+    across restarts because the pepper is."""
+    id_key = hmac.new(pepper, b"dragoman static key id", "sha256").digest()
+    return f"static-{hash_secret(id_key, secret)[:12]}"
+
+
 def _static_keys(pepper: bytes, secrets: list[str]) -> list[tuple[str, KeyInfo]]:
     out = []
     for i, secret in enumerate(secrets):
         info = KeyInfo(
-            id=f"static-{hash_secret(b'dragoman static key id', secret)[:12]}",
+            id=static_key_id(pepper, secret),
             alias=f"static-{i + 1}",
             team=None,
             owner=None,
@@ -89,6 +98,9 @@ class Keyring:
         self.now = now
         self._static = _static_keys(pepper, config.auth.keys)
         self._cache: dict[str, tuple[KeyInfo | None, float]] = {}
+        #: the store holds an unrevoked virtual key (kept by ``key_watch.KeyWatch``): client
+        #: auth is then required (docs/security.md)
+        self.virtual_keys = False
         self._creds: dict[str, tuple[str, float]] = {}
 
     def admin_ok(self, secret: str | None) -> bool:

@@ -10,7 +10,7 @@ import datetime as _dt
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, case, func, select
 
 from dragoman.accounting.budgets import key_budget_id, period_end, period_start
 from dragoman.accounting.types import Budget
@@ -92,15 +92,17 @@ class Queries:
         days: int,
         *,
         key_id: str | None = None,
+        only_key: bool = False,
         provider: str | None = None,
         model: str | None = None,
     ) -> dict[str, Any]:
-        """Cost and request totals over the last ``days`` days, by provider, model, key, day."""
+        """Cost and request totals over the last ``days`` days, by provider, model, key, day;
+        ``only_key``: the rows of ``key_id`` alone (None: of no key)."""
         await self.flush()
         U = schema.usage
         conds = [U.c.ts >= self.now() - _dt.timedelta(days=days)]
-        if key_id is not None:
-            conds.append(U.c.key_id == key_id)
+        if only_key or key_id is not None:
+            conds.append(_of_key(key_id))
         if provider:
             conds.append(U.c.provider == provider)
         if model:
@@ -128,10 +130,14 @@ class Queries:
             ]
         return out
 
-    async def model_stats(self) -> dict[str, dict[str, int]]:
-        """Per model, all time: requests, tokens by kind, errors (status >= 400)."""
+    async def model_stats(
+        self, *, key_id: str | None = None, only_key: bool = False
+    ) -> dict[str, dict[str, int]]:
+        """Per model, all time: requests, tokens by kind, errors (status >= 400); ``only_key``:
+        the rows of ``key_id`` alone (None: of no key)."""
         await self.flush()
         U = schema.usage
+        conds = [_of_key(key_id)] if only_key or key_id is not None else []
         models: dict[str, dict[str, int]] = {}
         async with self.db.connect() as conn:
             rows = await conn.execute(
@@ -143,7 +149,9 @@ class Queries:
                     func.coalesce(func.sum(U.c.cache_read_input_tokens), 0),
                     func.coalesce(func.sum(U.c.cache_creation_input_tokens), 0),
                     func.coalesce(func.sum(case((U.c.status >= 400, 1), else_=0)), 0),
-                ).group_by(U.c.model)
+                )
+                .where(*conds)
+                .group_by(U.c.model)
             )
             for r in rows:
                 models[r[0]] = {
@@ -155,6 +163,12 @@ class Queries:
                     "errors": int(r[6]),
                 }
         return models
+
+
+def _of_key(key_id: str | None) -> ColumnElement[bool]:
+    """Usage rows of one key (None: rows made without a key, on an open gateway)."""
+    c = schema.usage.c.key_id
+    return c.is_(None) if key_id is None else c == key_id
 
 
 def _view(b: Budget, ps: _dt.datetime, spent: float, reserved: float) -> dict[str, Any]:

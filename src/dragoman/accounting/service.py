@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dragoman.accounting.alerts import Alerts, Webhooks
 from dragoman.accounting.budgets import BudgetBook
+from dragoman.accounting.key_watch import KeyWatch
 from dragoman.accounting.keys import Keyring
 from dragoman.accounting.ledger import Ledger
 from dragoman.accounting.prices import PriceBook
@@ -43,7 +44,8 @@ from dragoman.errors import ServerError
 from dragoman.store import schema, upgrade_async
 from dragoman.store.db import Database, create_engine, utcnow
 from dragoman.store.keys import KeyRepo
-from dragoman.store.secrets import load_pepper, master_key
+from dragoman.store.master import open_key_material
+from dragoman.store.secrets import master_key
 
 
 class Accountant:
@@ -75,6 +77,7 @@ class Accountant:
         self.alerts: Alerts | None = None
         self.recovery: Recovery | None = None
         self.queries: Queries | None = None
+        self.key_watch: KeyWatch | None = None
         self._closed = False
 
     @classmethod
@@ -101,9 +104,12 @@ class Accountant:
             if not st.auto_upgrade:
                 await _check_revision(config, engine)
             db = Database(engine)
-            pepper = await load_pepper(engine, self.master)
+            km = await open_key_material(engine, st)  # MasterKeyError: wrong/weak/missing key
+            self.master, pepper = km.master, km.pepper
             self.keys = KeyRepo(engine, pepper, self.master)
             self.keyring = Keyring(config, pepper, self.keys, clock=clock, now=now)
+            self.key_watch = watch = KeyWatch(self.keys, self.keyring)
+            await watch.poll()
             self.recovery = recovery = Recovery(db, self.instance_id, now=now)
             await recovery.register()
             self.budget_book = book = BudgetBook(config, db, now=now)
@@ -145,6 +151,7 @@ class Accountant:
         recovery.start(
             [book.load, ledger.retry_unsettled, lambda: recovery.sweep_orphans(ledger.tracked)]
         )
+        watch.start()
         return self
 
     async def close(self) -> None:
@@ -152,6 +159,8 @@ class Accountant:
         if self._closed:
             return
         self._closed = True
+        if self.key_watch is not None:
+            await self.key_watch.stop()
         if self.recovery is not None:
             await self.recovery.stop()
         if self.db is None:
@@ -188,6 +197,11 @@ class Accountant:
 
     def invalidate_keys(self) -> None:
         self.keyring.invalidate()
+
+    @property
+    def virtual_keys(self) -> bool:
+        """The store holds an unrevoked virtual key (client auth is then required)."""
+        return self.keyring.virtual_keys
 
     async def credential(self, name: str) -> str | None:
         return await self.keyring.credential(name)

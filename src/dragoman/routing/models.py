@@ -62,7 +62,9 @@ class ModelMap:
             d = self.config.default_model
             return self.routes[d], f"no model or alias matches; default_model {d!r}"
         raise ModelNotFoundError(
-            f"model: {requested!r} is not served here (known: {', '.join(self.names())})",
+            # no list of the models here: a key may not be allowed to know them (audit #22)
+            f"model: {requested!r} is not served here (GET /v1/models lists the models "
+            "this key may use)",
             param="model",
         )
 

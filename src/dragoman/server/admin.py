@@ -1,14 +1,15 @@
 """Admin and analytics HTTP endpoints, over the Accountant's public methods and queries.
 
-Admin (``auth.admin_key`` as ``x-api-key`` or ``Authorization: Bearer``; 401 otherwise):
-``POST/GET /admin/keys``, ``GET/PATCH/DELETE /admin/keys/{id}``,
+Admin (``auth.admin_key`` as ``x-api-key`` or ``Authorization: Bearer``; 401 otherwise, 403
+when no admin key is configured): ``POST/GET /admin/keys``, ``GET/PATCH/DELETE /admin/keys/{id}``,
 ``POST/GET /admin/credentials``, ``DELETE /admin/credentials/{name}``,
 ``DELETE /admin/budgets/{id}``.
 
-Analytics (any valid client key, or the admin key; open when the gateway has neither static keys
-nor an admin key): ``GET/POST /v1/analytics/budgets``, ``GET /v1/analytics/costs?days=7``,
-``GET /stats``. A client key sees its own costs and the budgets that apply to it, and may create
-budgets on itself only; the admin key sees and creates everything.
+Analytics (any valid client key, or the admin key; open while the gateway is open):
+``GET/POST /v1/analytics/budgets``, ``GET /v1/analytics/costs?days=7``, ``GET /stats``. A client
+key sees its own usage and the budgets that apply to it, and may create budgets (no webhook) on
+itself only; the admin key sees and creates everything; an open gateway's anonymous caller sees
+the usage made without a key and creates nothing (docs/security.md).
 
 Errors are ``DragomanError``s: the app's error middleware writes them in the caller's dialect,
 like every other error of the gateway. The key is read by the app's one key extractor.
@@ -28,7 +29,6 @@ from ..accounting.budgets import PERIODS, SCOPES, key_budget, key_budget_id, per
 from ..accounting.queries import empty_costs, iso
 from ..accounting.types import Budget, KeyInfo
 from ..errors import (
-    AuthenticationError,
     DragomanError,
     InvalidRequestError,
     PermissionDeniedError,
@@ -37,7 +37,9 @@ from ..errors import (
 )
 from ..guard.urls import webhook_refusal
 from ..store.secrets import MasterKeyMissingError
-from .app import ACCOUNTANT, _client_key
+from . import timeouts
+from .app import ACCOUNTANT, AUTH, CONFIG
+from .auth import client_key
 
 if TYPE_CHECKING:
     from ..accounting.service import Accountant
@@ -92,7 +94,8 @@ def _acct(request: web.Request) -> Accountant:
 
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
-        data = orjson.loads(await request.read() or b"{}")
+        raw = await timeouts.read_body(request, request.app[CONFIG].server.body_timeout)
+        data = orjson.loads(raw or b"{}")
     except orjson.JSONDecodeError:
         raise _bad("the body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -101,30 +104,41 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 async def _caller(request: web.Request, acct: Accountant) -> Caller:
-    """The admin, a client key, or None on an open gateway; 401 otherwise."""
-    secret = _client_key(request)
-    if acct.admin_ok(secret):
+    """The admin, a client key, or None on an open gateway; 401 otherwise (429 after too many
+    failures from the address; docs/security.md)."""
+    auth = request.app[AUTH]
+    secret = client_key(request)
+    if auth.admin_ok(secret):
         return _ADMIN
+    if not auth.required:
+        return None
+    auth.refuse_if_blocked(request)
     if secret:
         info = await acct.authenticate(secret)
         if info is not None:
             return info
-    auth = acct.config.auth
-    if not auth.keys and not auth.admin_key:
-        return None
-    raise AuthenticationError("invalid or missing API key", code="invalid_api_key")
+    raise auth.fail(request, "invalid or missing API key", code="invalid_api_key")
+
+
+def _needs_admin(what: str) -> PermissionDeniedError:
+    """403 for an admin action asked without the admin key (open gateway or client key)."""
+    return PermissionDeniedError(
+        f"{what} needs the admin key (set auth.admin_key and send it)", code="admin_key_required"
+    )
 
 
 def _admin_only(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         acct = _acct(request)
-        if not acct.admin_ok(_client_key(request)):
+        auth = request.app[AUTH]
+        if not auth.is_admin(request):
             if not acct.config.auth.admin_key:
-                raise AuthenticationError(
-                    "the admin API is disabled: set auth.admin_key", code="invalid_api_key"
+                raise PermissionDeniedError(
+                    "the admin API is disabled: set auth.admin_key", code="admin_key_required"
                 )
-            raise AuthenticationError("admin key required", code="invalid_api_key")
+            auth.refuse_if_blocked(request)
+            raise auth.fail(request, "admin key required", code="invalid_api_key")
         if acct.keys is None:
             raise _store_disabled()
         return await handler(request, acct, acct.keys)
@@ -133,14 +147,18 @@ def _admin_only(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.
 
 
 # ---- keys ------------------------------------------------------------------------------------
+#: the longest lifetime a key may be given in days (a bigger one overflows a datetime)
+_MAX_DAYS = 36600
+
+
 def _key_fields(data: dict[str, Any], now: _dt.datetime) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in data.items():
         if k in _KEY_FIELDS:
             out[_KEY_FIELDS[k]] = v
         elif k in _EXPIRY_DAYS:
-            if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
-                raise _bad(f"{k} must be a positive number of days")
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= _MAX_DAYS:
+                raise _bad(f"{k} must be a number of days greater than 0, at most {_MAX_DAYS}")
             out["expires_at"] = now + _dt.timedelta(days=float(v))
         else:
             raise _bad(f"unknown field {k!r}")
@@ -258,13 +276,14 @@ async def delete_budget(
 
 # ---- analytics -------------------------------------------------------------------------------
 def _visible(b: Budget, who: Caller) -> bool:
-    """A client key sees the budgets that apply to it (and every non-key, non-team one)."""
-    if not isinstance(who, KeyInfo):
+    """The admin sees every budget; a client key the budgets that apply to it (and every
+    non-key, non-team one); an open gateway's anonymous caller the non-key, non-team ones."""
+    if who == _ADMIN:
         return True
     if b.scope == "key":
-        return b.target in (who.id, who.alias)
+        return isinstance(who, KeyInfo) and b.target in (who.id, who.alias)
     if b.scope == "team":
-        return who.team is not None and b.target == who.team
+        return isinstance(who, KeyInfo) and who.team is not None and b.target == who.team
     return True
 
 
@@ -278,14 +297,18 @@ async def get_budgets(request: web.Request) -> web.StreamResponse:
         kb = key_budget(who)
         if kb is not None:
             budgets.append(kb)
-    else:
+    elif who == _ADMIN:
         budgets.extend(await acct.queries.key_budgets())
     views = await acct.queries.budget_views(budgets)
     return _json({"message": "Budgets retrieved", "budgets": views, "total_budgets": len(views)})
 
 
-def _new_budget(data: dict[str, Any], who: Caller) -> dict[str, Any]:
-    """The ``create_budget`` arguments a request asks for; 400/403 when it may not."""
+def _new_budget(data: dict[str, Any], who: Caller, acct: Accountant) -> dict[str, Any]:
+    """The ``create_budget`` arguments a request asks for; 400/403 when it may not: only the
+    admin key sets budgets on anything but the caller's own key, and webhooks (audit #2, #11).
+    """
+    if who is None:
+        raise _needs_admin("creating a budget on an open gateway")
     period = data.get("budget_type", data.get("period"))
     limit = data.get("budget_limit", data.get("limit_usd"))
     if period not in PERIODS:
@@ -315,6 +338,13 @@ def _new_budget(data: dict[str, Any], who: Caller) -> dict[str, Any]:
     if scope != "global" and not target:
         raise _bad(f"a {scope} budget needs a target")
     thresholds = data.get("alert_thresholds", [50, 80, 95])
+    cap = acct.config.accounting.max_alert_thresholds
+    if isinstance(thresholds, list) and len(thresholds) > cap:
+        raise _bad(
+            f"alert_thresholds has {len(thresholds)} entries; at most {cap} "
+            "(accounting.max_alert_thresholds)",
+            "too_many_thresholds",
+        )
     if not isinstance(thresholds, list) or not all(
         isinstance(t, int | float) and not isinstance(t, bool) and 0 < t <= 100 for t in thresholds
     ):
@@ -322,17 +352,27 @@ def _new_budget(data: dict[str, Any], who: Caller) -> dict[str, Any]:
     webhook = data.get("webhook")
     if webhook is not None and not isinstance(webhook, str):
         raise _bad("webhook must be a URL")
+    if webhook is not None and who != _ADMIN:
+        raise _needs_admin("a budget webhook")
     why = webhook_refusal(webhook) if webhook is not None else None
     if why is not None:  # https to a public address only (docs/accounting.md, "Alerts")
         raise _bad(f"webhook: {why}")
+    if scope == "key":
+        per_key = acct.config.accounting.max_budgets_per_key
+        have = sum(1 for b in acct.budgets() if b.scope == "key" and b.target == target)
+        if have >= per_key:
+            raise _bad(
+                f"key {target!r} already has {have} budgets; at most {per_key} "
+                "(accounting.max_budgets_per_key)",
+                "too_many_budgets",
+            )
     return {
         "scope": scope,
         "target": target,
         "period": period,
         "limit_usd": float(limit),
         "alert_thresholds": [float(t) for t in thresholds],
-        # a client key's budget alerts go to the configured webhook only, never to its own URL
-        "webhook": None if isinstance(who, KeyInfo) else webhook,
+        "webhook": webhook,
     }
 
 
@@ -341,7 +381,7 @@ async def post_budget(request: web.Request) -> web.StreamResponse:
     who = await _caller(request, acct)
     if acct.queries is None:
         raise _store_disabled()
-    b = await acct.create_budget(**_new_budget(await _body(request), who))
+    b = await acct.create_budget(**_new_budget(await _body(request), who, acct))
     view = (await acct.queries.budget_views([b]))[0]
     return _json({"message": "Budget created", "budget": view}, 201)
 
@@ -359,7 +399,10 @@ async def costs(request: web.Request) -> web.StreamResponse:
         return _json(empty_costs(days))
     out = await acct.queries.costs(
         days,
+        # the admin sees every key; a client key its own rows; an open gateway's caller the
+        # rows of no key (audit #22)
         key_id=who.id if isinstance(who, KeyInfo) else None,
+        only_key=who != _ADMIN,
         provider=request.query.get("provider") or None,
         model=request.query.get("model") or None,
     )
@@ -368,8 +411,14 @@ async def costs(request: web.Request) -> web.StreamResponse:
 
 async def stats(request: web.Request) -> web.StreamResponse:
     acct = _acct(request)
-    await _caller(request, acct)
-    models = {} if acct.queries is None else await acct.queries.model_stats()
+    who = await _caller(request, acct)
+    models = (
+        {}
+        if acct.queries is None
+        else await acct.queries.model_stats(
+            key_id=who.id if isinstance(who, KeyInfo) else None, only_key=who != _ADMIN
+        )
+    )
     total = sum(m["requests"] for m in models.values())
     return _json({"models": models, "total_requests": total, "uptime_s": acct.uptime()})
 

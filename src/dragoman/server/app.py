@@ -6,7 +6,6 @@ aiohttp (server and client) was chosen by measurement: see bench/README.md.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +17,6 @@ from aiohttp import web
 from ..config import Config
 from ..engine import ANTHROPIC, OPENAI, Engine, Result
 from ..errors import (
-    AuthenticationError,
     DragomanError,
     InvalidRequestError,
     ModelNotFoundError,
@@ -30,7 +28,10 @@ from ..ids import request_id
 from ..protocols import anthropic as pa
 from ..protocols import openai as po
 from ..protocols.sse import SSE_HEADERS
-from . import metrics
+from . import metrics, openapi, timeouts
+from .auth import Auth
+from .exposure import check_metrics, public_health, visible_models
+from .guard_origin import open_mode_guard
 
 log = logging.getLogger("dragoman.server")
 
@@ -38,6 +39,7 @@ ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 ACCOUNTANT: web.AppKey[Any] = web.AppKey("accountant", object)
 STARTED: web.AppKey[float] = web.AppKey("started", float)
+AUTH: web.AppKey[Auth] = web.AppKey("auth", Auth)
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -72,18 +74,6 @@ def error_response(request: web.Request, err: DragomanError) -> web.Response:
     return web.Response(
         body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
     )
-
-
-def _client_key(request: web.Request) -> str | None:
-    key = request.headers.get("x-api-key")
-    if key:
-        return key
-    auth = request.headers.get("authorization")
-    if auth:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token:
-            return token.strip()
-    return None
 
 
 @web.middleware
@@ -147,35 +137,8 @@ def observed(endpoint: str, dialect: str, fn: ObservedHandler) -> Handler:
     return handler
 
 
-class Auth:
-    """Static keys from config, then virtual keys from the store (cached there)."""
-
-    def __init__(self, config: Config, accountant: Any) -> None:
-        self.static = [k.encode() for k in config.auth.keys]
-        self.accountant = accountant
-        self.required = bool(config.auth.keys) or bool(config.auth.admin_key)
-
-    async def check(self, request: web.Request) -> Any:
-        if not self.required:
-            return None
-        secret = _client_key(request)
-        if not secret:
-            raise AuthenticationError(
-                "missing API key: send it as x-api-key or Authorization: Bearer"
-            )
-        if self.accountant is not None:
-            info = await self.accountant.authenticate(secret)
-            if info is not None:
-                return info
-            raise AuthenticationError("invalid API key")
-        s = secret.encode()
-        if any(hmac.compare_digest(s, k) for k in self.static):
-            return None
-        raise AuthenticationError("invalid API key")
-
-
 async def _json_body(request: web.Request) -> Any:
-    raw = await request.read()
+    raw = await timeouts.read_body(request, request.app[CONFIG].server.body_timeout)
     if not raw:
         raise InvalidRequestError("request body is empty; expected a JSON object")
     try:
@@ -199,13 +162,14 @@ async def _respond(
     obs.stream = True
     resp = web.StreamResponse(status=result.status, headers={**SSE_HEADERS, **result.headers})
     gen = result.stream
+    wt = request.app[CONFIG].server.write_timeout
     try:
         await resp.prepare(request)
         async for chunk in gen:
-            await resp.write(chunk)
+            await timeouts.client_write(request, resp.write(chunk), wt)  # a stalled client: 499
             if obs.ttft is None:
                 obs.first_bytes()
-        await resp.write_eof()
+        await timeouts.client_write(request, resp.write_eof(), wt)
     except (ConnectionResetError, ConnectionError):
         log.info("client went away during a stream (%s)", request.get(REQUEST_ID))
         obs.status = 499
@@ -259,8 +223,8 @@ def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
         return await _respond(request, result, obs)
 
     async def models(request: web.Request) -> web.StreamResponse:
-        await auth.check(request)
-        items = engine.list_models()
+        key = await auth.check(request)
+        items = visible_models(engine.list_models(), key, _route_name(engine))
         if dialect_of(request) == ANTHROPIC:
             data = [_anthropic_model(m) for m in items]
             body: dict[str, Any] = {
@@ -274,13 +238,15 @@ def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     async def model(request: web.Request) -> web.StreamResponse:
-        await auth.check(request)
+        key = await auth.check(request)
         mid = request.match_info["model_id"]
-        items = {m["id"]: m for m in engine.list_models()}
+        items = {m["id"]: m for m in visible_models(engine.list_models(), key, _route_name(engine))}
         m = items.get(mid)
         if m is None:
             route = engine.models.resolve(mid)  # 404 in the caller's dialect when unknown
-            m = {**items.get(route.name, {}), "id": mid}
+            if route.name not in items:  # a model this key may not use is not there for it
+                raise ModelNotFoundError(f"model: {mid!r} is not served here", param="model")
+            m = {**items[route.name], "id": mid}
         out = _anthropic_model(m) if dialect_of(request) == ANTHROPIC else _openai_model(m)
         return web.Response(body=orjson.dumps(out), content_type="application/json")
 
@@ -297,10 +263,15 @@ def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
             # what each provider's server is, and why dragoman thinks so (flavor: auto)
             "flavors": {n: d.as_dict() for n, d in engine.detections.items()},
         }
+        body = public_health(body, auth, request)  # details for the admin key only
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     async def ping(request: web.Request) -> web.StreamResponse:
         return web.Response(text="pong")
+
+    async def metrics_handler(request: web.Request) -> web.StreamResponse:
+        check_metrics(auth, request)
+        return await metrics.handler(request)
 
     async def root(request: web.Request) -> web.StreamResponse:
         return web.Response(
@@ -317,7 +288,8 @@ def make_handlers(app: web.Application, auth: Auth) -> list[web.RouteDef]:
         web.get("/health", health),
         web.get("/ping", ping),
         web.get("/", root),
-        web.get("/metrics", metrics.handler),
+        web.get("/metrics", metrics_handler),
+        web.get("/openapi.json", openapi.handler),
     ]
 
 
@@ -331,6 +303,18 @@ def _health_status(
         if not any(d["state"] == "ok" and d["provider"] not in down for d in deps):
             return "degraded"
     return "ok"
+
+
+def _route_name(engine: Engine) -> Callable[[str], str]:
+    """The configured model a listed name stands for (itself, or an alias's target)."""
+
+    def resolve(name: str) -> str:
+        try:
+            return engine.models.resolve(name).name
+        except DragomanError:
+            return name
+
+    return resolve
 
 
 def _model_served(engine: Engine, body: Any) -> str:
@@ -371,14 +355,16 @@ def create_app(
     config: Config, engine: Engine | None = None, accountant: Any = None
 ) -> web.Application:
     """The aiohttp application. ``engine``/``accountant`` are built from config when omitted."""
+    auth = Auth(config, accountant)
+    guard = open_mode_guard(lambda: auth.open, config.server)  # docs/security.md
     app = web.Application(
-        middlewares=[errors_middleware], client_max_size=config.server.max_body_bytes
+        middlewares=[errors_middleware, guard], client_max_size=config.server.max_body_bytes
     )
     app[CONFIG] = config
     app[ACCOUNTANT] = accountant
     app[ENGINE] = engine or Engine(config, accountant=accountant)
     app[STARTED] = time.time()
-    auth = Auth(config, accountant)
+    app[AUTH] = auth
     app.add_routes(make_handlers(app, auth))
     if accountant is not None:
         from .admin import admin_routes  # admin.py reads ACCOUNTANT and the key extractor here

@@ -18,7 +18,7 @@ from dragoman.config import Config, ConfigError, StoreConfig, load_config
 from dragoman.store import upgrade_async
 from dragoman.store.db import create_engine, utcnow
 from dragoman.store.keys import KeyRepo, parse_time
-from dragoman.store.secrets import load_pepper, master_key
+from dragoman.store.master import open_key_material
 
 T = TypeVar("T")
 
@@ -47,13 +47,17 @@ def _with_repo(store: StoreConfig, fn: Callable[[KeyRepo], Awaitable[T]]) -> T:
             await upgrade_async(store.url)
         engine = create_engine(store.url)
         try:
-            master = master_key()
-            repo = KeyRepo(engine, await load_pepper(engine, master), master)
-            return await fn(repo)
+            km = await open_key_material(engine, store)
+            if km.generated:  # the CLI sets up no logging: say it here
+                click.echo(f"generated a new master key: {km.source}; back it up", err=True)
+            return await fn(KeyRepo(engine, km.pepper, km.master))
         finally:
             await engine.dispose()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except ConfigError as e:  # MasterKeyError: a missing, weak or wrong master key
+        raise click.ClickException(str(e)) from None
 
 
 @click.group()
@@ -171,7 +175,7 @@ def keys_list(config_path: str | None, as_json: bool) -> None:
 @_config_option
 @click.argument("key_id")
 def keys_revoke(config_path: str | None, key_id: str) -> None:
-    """Revoke a key (gateways notice within auth.key_cache_ttl seconds)."""
+    """Revoke a key (running gateways notice within about a second)."""
 
     async def go(repo: KeyRepo) -> dict[str, Any] | None:
         return await repo.revoke(key_id)

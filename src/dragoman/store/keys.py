@@ -8,13 +8,16 @@ import json
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import delete, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dragoman.store import schema
-from dragoman.store.db import upsert, utcnow
+from dragoman.store.db import get_setting, upsert, utcnow
 from dragoman.store.secrets import decrypt, encrypt, hash_secret, new_secret
 
+#: settings row changed with every key write: gateways poll it each second and drop their
+#: cached keys when it moves (docs/security.md, revocation)
+KEYS_VERSION = "keys_version"
 _PERIODS = ("daily", "weekly", "monthly", "yearly", "total")
 _EDITABLE = (
     "alias",
@@ -117,6 +120,13 @@ def _validate(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+async def _bump(conn: AsyncConnection) -> None:
+    """Move the keys version (in the transaction that changed a key)."""
+    await conn.execute(
+        upsert(conn, schema.settings, {"key": KEYS_VERSION, "value": uuid.uuid4().hex}, ["key"])
+    )
+
+
 class KeyRepo:
     """CRUD on the ``keys`` and ``credentials`` tables (used by the Accountant and the CLI)."""
 
@@ -151,6 +161,7 @@ class KeyRepo:
         row.update(values)
         async with self.engine.begin() as conn:
             await conn.execute(schema.keys.insert().values(**row))
+            await _bump(conn)
         return key_public(row), secret
 
     async def list(self, include_revoked: bool = True) -> list[dict[str, Any]]:
@@ -175,6 +186,16 @@ class KeyRepo:
                 await conn.execute(select(schema.keys).where(schema.keys.c.key_hash == key_hash))
             ).first()
 
+    async def version(self) -> tuple[str | None, bool]:
+        """(the keys version, whether any unrevoked virtual key exists): one cheap read a
+        second, so a revocation anywhere reaches every gateway within about a second."""
+        K = schema.keys.c
+        async with self.engine.connect() as conn:
+            v = await get_setting(conn, KEYS_VERSION)
+            # expired keys count too: they say the operator wants auth (fail closed)
+            any_key = (await conn.execute(select(exists().where(K.revoked_at.is_(None))))).scalar()
+        return v, bool(any_key)
+
     async def update(self, key_id: str, **fields: Any) -> dict[str, Any] | None:
         values = _validate(fields)
         async with self.engine.begin() as conn:
@@ -182,6 +203,7 @@ class KeyRepo:
                 await conn.execute(
                     update(schema.keys).where(schema.keys.c.id == key_id).values(**values)
                 )
+                await _bump(conn)
             row = (
                 await conn.execute(select(schema.keys).where(schema.keys.c.id == key_id))
             ).first()
@@ -194,6 +216,7 @@ class KeyRepo:
                 .where(schema.keys.c.id == key_id, schema.keys.c.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
             )
+            await _bump(conn)
             row = (
                 await conn.execute(select(schema.keys).where(schema.keys.c.id == key_id))
             ).first()

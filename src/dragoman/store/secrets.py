@@ -1,7 +1,7 @@
 """Key material: the pepper for client-key hashes and the Fernet key for provider credentials.
 
-Both derive from ``DRAGOMAN_MASTER_KEY``. Without it, a random pepper is generated once and kept
-in the ``settings`` table (with a warning), and storing provider credentials is refused.
+Both derive from the master key (``DRAGOMAN_MASTER_KEY``, or the key file: ``store/master.py``,
+docs/keys-at-rest.md).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import logging
 import os
 import secrets
 from collections.abc import Mapping
@@ -17,14 +16,8 @@ from collections.abc import Mapping
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from dragoman.store.db import get_setting, set_setting_if_absent
-
-log = logging.getLogger("dragoman.store")
 
 MASTER_KEY_ENV = "DRAGOMAN_MASTER_KEY"
-_PEPPER_SETTING = "key_pepper"
 
 
 class MasterKeyMissingError(RuntimeError):
@@ -36,7 +29,8 @@ def master_key(env: Mapping[str, str] | None = None) -> str | None:
     return env.get(MASTER_KEY_ENV) or None
 
 
-def _hkdf(master: str, info: bytes) -> bytes:
+def derive(master: str, info: bytes) -> bytes:
+    """32 bytes for one purpose (``info``) from the master key."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"dragoman", info=info).derive(
         master.encode()
     )
@@ -47,7 +41,7 @@ def fernet_for(master: str) -> Fernet:
     try:
         return Fernet(master.encode())
     except (ValueError, TypeError):
-        return Fernet(base64.urlsafe_b64encode(_hkdf(master, b"dragoman credentials v1")))
+        return Fernet(base64.urlsafe_b64encode(derive(master, b"dragoman credentials v1")))
 
 
 def encrypt(master: str | None, plaintext: str) -> str:
@@ -68,28 +62,6 @@ def decrypt(master: str | None, token: str) -> str:
             f"cannot decrypt a stored credential: {MASTER_KEY_ENV} is not the key it was "
             "stored with"
         ) from None
-
-
-async def load_pepper(engine: AsyncEngine, master: str | None) -> bytes:
-    """The pepper for key hashes.
-
-    A pepper already kept in the database (generated when no master key was set) wins, so keys
-    made before a master key was configured keep working; otherwise it derives from the master key,
-    or is generated and kept (with a warning) when there is none.
-    """
-    async with engine.begin() as conn:
-        stored = await get_setting(conn, _PEPPER_SETTING)
-        if stored is not None:
-            return bytes.fromhex(stored)
-        if master:
-            return _hkdf(master, b"dragoman key pepper v1")
-        log.warning(
-            "%s is not set: client keys are hashed with a generated pepper kept in the database; "
-            "set it to keep the pepper out of the database",
-            MASTER_KEY_ENV,
-        )
-        got = await set_setting_if_absent(conn, _PEPPER_SETTING, secrets.token_hex(32))
-        return bytes.fromhex(got)
 
 
 def hash_secret(pepper: bytes, secret: str) -> str:
