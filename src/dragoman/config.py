@@ -144,10 +144,18 @@ class ProviderConfig(_Strict):
     reasoning_field: str | None = None
     #: ``POST {root}/tokenize`` exists (vLLM); None = as the flavor says
     tokenize: bool | None = None
-    #: Anthropic backend: forward the client's anthropic-beta header
-    forward_betas: bool = True
+    #: Anthropic backend: forward the client's anthropic-beta flags: all (true), none (false),
+    #: or those equal to or starting with an entry of a list (providers/betas.py)
+    forward_betas: bool | list[str] = True
     #: check health at start-up
     health_check: bool = True
+
+    @field_validator("forward_betas")
+    @classmethod
+    def _beta_names(cls, v: bool | list[str]) -> bool | list[str]:
+        if isinstance(v, list) and any(not a.rstrip("*").strip() for a in v):
+            raise ValueError("an empty entry would forward every beta: write true instead")
+        return v
 
     @field_validator("flavor")
     @classmethod

@@ -901,12 +901,14 @@ class Engine:
         tr2: AnthropicToOpenAIStream | None = None
         try:
             if prep.mode == "pass_a":
-                relay_a = AnthropicRelay()
-                yield first
-                relay_a.feed(first)
+                relay_a = AnthropicRelay(None, dep.provider.secrets)
+                out = relay_a.feed(first)
+                if out:
+                    yield out
                 async for chunk in rest:
-                    yield chunk
-                    relay_a.feed(chunk)
+                    out = relay_a.feed(chunk)
+                    if out:
+                        yield out
                 tail = relay_a.finish()
                 if tail:
                     status, error, error_type = 502, "upstream stream ended early", "api_error"
@@ -915,7 +917,7 @@ class Engine:
                     status, error = relay_a.error_status, relay_a.error
                     error_type = relay_a.error_type
             elif prep.mode == "pass_o":
-                relay_o = OpenAIRelay(None, prep.inject_usage)
+                relay_o = OpenAIRelay(None, prep.inject_usage, dep.provider.secrets)
                 # note the field the server streams reasoning in: it comes first, so the first
                 # few chunks tell (until it is known for this deployment)
                 det, model = self.detections[dep.provider.name], dep.upstream_model

@@ -13,7 +13,7 @@ event is learnt from a few sampled events, parsed only when the estimate is need
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -38,6 +38,17 @@ _BYTES_PER_TOKEN = 3
 
 #: the request's input estimate, computed only if needed (it costs a pass over the request)
 InputEstimate = Callable[[], int]
+
+
+def _scrubbed(obj: Any, secrets: tuple[str, ...]) -> Any:
+    """``obj`` (an upstream error event's JSON) with every string scrubbed of credentials."""
+    if isinstance(obj, str):
+        return scrub(obj, secrets)
+    if isinstance(obj, dict):
+        return {k: _scrubbed(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_scrubbed(v, secrets) for v in obj]
+    return obj
 
 
 def _escaped_len(s: Any) -> int:
@@ -115,14 +126,17 @@ class AnthropicRelay:
         "error_type",
         "final_usage",
         "meter",
+        "secrets",
         "start_usage",
         "stopped",
         "tail",
         "usage",
     )
 
-    def __init__(self, usage: Usage | None = None) -> None:
+    def __init__(self, usage: Usage | None = None, secrets: Iterable[str] = ()) -> None:
         self.usage = usage if usage is not None else Usage()
+        #: the provider's credentials: scrubbed from an error event before it is relayed
+        self.secrets = tuple(secrets)
         self.stopped = False
         #: message of an upstream ``error`` event, its status and type
         self.error: str | None = None
@@ -137,10 +151,13 @@ class AnthropicRelay:
     def errored(self) -> bool:
         return self.error is not None
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes) -> bytes:
+        """The bytes to forward: whole events, as received, except an ``error`` event, which
+        is rewritten with its text scrubbed (it may echo the provider's key: docs/upstream.md,
+        "Nothing leaks")."""
         complete = self.tail.cut(chunk)
         if not complete:
-            return
+            return b""
         if b"message_" not in complete and b"error" not in complete:
             # content events only (deltas, block starts/stops, pings): count what is delivered
             if complete.count(b"\n\n") == 1:
@@ -149,8 +166,10 @@ class AnthropicRelay:
                 for block in complete.split(b"\n\n"):
                     if block:
                         self._content(block, 2)
-            return
-        for block in complete.split(b"\n\n"):
+            return complete
+        blocks = complete.split(b"\n\n")
+        rewritten = False
+        for i, block in enumerate(blocks):
             if not block:
                 continue
             if b"event: message_" not in block and b"event: error" not in block:
@@ -173,12 +192,17 @@ class AnthropicRelay:
             elif name == "message_stop":
                 self.stopped = True
             elif name == "error":
-                obj = orjson.loads(ev.data)
+                obj = _scrubbed(orjson.loads(ev.data), self.secrets)
                 e = obj.get("error") if isinstance(obj, dict) else None
                 e = e if isinstance(e, dict) else {}
-                self.error = scrub(str(e.get("message") or "upstream error"))
+                self.error = scrub(str(e.get("message") or "upstream error"), self.secrets)
                 self.error_type = str(e.get("type") or "api_error")
                 self.error_status = STATUS_BY_TYPE.get(self.error_type, 500)
+                if not isinstance(obj, dict):
+                    obj = {"type": "error", "error": {"type": "api_error", "message": self.error}}
+                blocks[i] = anthropic_frame("error", obj)[:-2]
+                rewritten = True
+        return b"\n\n".join(blocks) if rewritten else complete
 
     def _content(self, event: bytes, pad: int) -> None:
         if event.startswith(b"event: content_block_delta") or (
@@ -235,13 +259,18 @@ class OpenAIRelay:
         "inject",
         "meter",
         "saw_usage",
+        "secrets",
         "tail",
         "usage",
     )
 
-    def __init__(self, usage: Usage | None = None, inject: bool = False) -> None:
+    def __init__(
+        self, usage: Usage | None = None, inject: bool = False, secrets: Iterable[str] = ()
+    ) -> None:
         self.usage = usage if usage is not None else Usage()
         self.inject = inject
+        #: the provider's credentials: scrubbed from an error chunk before it is relayed
+        self.secrets = tuple(secrets)
         self.done = False
         self.saw_usage = False
         #: message of an upstream ``{"error": ...}`` chunk, its status and (Anthropic) type
@@ -280,9 +309,13 @@ class OpenAIRelay:
                 obj = orjson.loads(ev.data) if ev is not None and ev.data else {}
                 if isinstance(obj, dict):
                     if obj.get("error") is not None and "choices" not in obj:
+                        # relayed rewritten, its text scrubbed (it may echo the provider's key)
+                        obj = _scrubbed(obj, self.secrets)
                         err = openai_stream_error_to_error(obj)
                         self.error, self.error_status = err.message, err.status
                         self.error_type = err.type
+                        out.append(openai_frame(obj))
+                        continue
                     elif isinstance(obj.get("usage"), dict) and obj["usage"]:
                         u = Usage.from_openai(obj["usage"])
                         self.usage.input_tokens = u.input_tokens

@@ -78,6 +78,13 @@ ledger = Table(
     Column("owner", String(200), nullable=True),
     #: budget counters this hold reserved on: "budget_id@period_start_iso" joined by ","
     Column("budget_refs", Text, nullable=True),
+    #: on a budgeted hold's pending row: the input estimate (tokens, and USD at the target's
+    #: prices) and what the usage row names, for crash recovery to charge (migration 0004)
+    Column("input_tokens_estimate", Integer, nullable=True),
+    Column("amount_estimate", Float, nullable=True),
+    Column("requested_model", String(200), nullable=True),
+    Column("dialect", String(16), nullable=True),
+    Column("streamed", Boolean, nullable=True),
     Index("ix_ledger_status", "status"),
     Index("ix_ledger_request_id", "request_id"),
     Index("ix_ledger_created_at", "created_at"),
