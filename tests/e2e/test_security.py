@@ -23,7 +23,7 @@ from tests.support.serve import ServeProcess
 KEY = "dg-sec-client-" + uuid.uuid4().hex[:8]
 ADMIN_KEY = "dg-sec-admin-" + uuid.uuid4().hex[:8]
 ADMIN = {"x-api-key": ADMIN_KEY}
-MASTER = "master-key-for-security-tests"
+MASTER = "master-key-for-security-tests-0123456789abcdefghijk"
 CHAT = {"model": "coder", "messages": [{"role": "user", "content": "hi"}]}
 MSG = {"model": "coder", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 
