@@ -5,6 +5,7 @@ N > 1 without ``state.url``. Through a real ``dragoman serve`` with SQLite and R
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -98,3 +99,22 @@ def test_more_than_one_worker_needs_state_url(tmp_path: Path) -> None:
     assert r.returncode == 1, r.stdout + r.stderr
     assert "--workers 2 needs state.url" in r.stderr and "rate limits" in r.stderr
     assert "serving on" not in r.stdout
+
+
+def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves the parent no chance to forward anything: the workers stop by
+    themselves (Linux: PR_SET_PDEATHSIG), instead of serving on as orphans."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux only")
+    state = f"state: {{url: '{REDIS}'}}\n"  # not contacted here: only required for N > 1
+    with FakeOpenAI("vllm") as up:
+        srv = ServeProcess(_cfg(tmp_path, up, state), env=_env(), args=["--workers", "2"])
+        with srv:
+            m = re.search(r"2 workers: (\d+), (\d+)\)", srv.output())
+            assert m is not None, srv.output()
+            pids = [int(m.group(1)), int(m.group(2))]
+            assert srv.stop(signal.SIGKILL) == -signal.SIGKILL
+            deadline = time.monotonic() + 10
+            while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert all(_gone(p) for p in pids)

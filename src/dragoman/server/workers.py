@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import IO
 
@@ -67,12 +67,25 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, looked up here in the parent: the child between fork and exec only
+    calls it (no dynamic loading there, where another thread may hold the loader's lock)."""
+    if sys.platform != "linux":
+        return None
+    try:
+        fn: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return fn
+
+
+_PRCTL = _prctl()
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """Linux: the worker gets SIGTERM when the parent dies (even by SIGKILL)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 class _Worker:
@@ -80,7 +93,7 @@ class _Worker:
         self.proc = subprocess.Popen(
             list(cmd),
             stdout=subprocess.PIPE,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_die_with_parent if _PRCTL is not None else None,
         )
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._drain, daemon=True)
