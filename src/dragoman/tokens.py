@@ -101,8 +101,12 @@ MEMO_MIN = 64
 
 
 def _raw_units(s: Any) -> float:
-    if not s or not isinstance(s, str):
-        return 0.0  # a mistyped field costs nothing here; validation names it (audit #21)
+    if not isinstance(s, str):
+        if s:  # a mistyped field: the whole request is charged as its JSON (``_tolerant``)
+            raise TypeError("not a string")
+        return 0.0
+    if not s:
+        return 0.0
     n = len(s)
     if n >= MEMO_MIN:
         key = (n, hash(s))

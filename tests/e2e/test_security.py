@@ -23,7 +23,7 @@ from tests.support.serve import ServeProcess
 KEY = "dg-sec-client-" + uuid.uuid4().hex[:8]
 ADMIN_KEY = "dg-sec-admin-" + uuid.uuid4().hex[:8]
 ADMIN = {"x-api-key": ADMIN_KEY}
-MASTER = "master-key-for-security-tests-0123456789abcdefghijk"
+MASTER = "master-key-for-security-tests-0123456789abcdefghij"
 CHAT = {"model": "coder", "messages": [{"role": "user", "content": "hi"}]}
 MSG = {"model": "coder", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -265,7 +265,9 @@ def test_admin_actions_need_the_admin_key(tmp_path: Path, up: FakeOpenAI) -> Non
         r = http.post(b, {**mine, "target": kid}, ADMIN)
         assert r.status == 400
         r = http.post(
-            b, {**mine, "scope": "team", "target": "eng", "webhook": "https://h/x"}, ADMIN
+            b,
+            {**mine, "scope": "team", "target": "eng", "webhook": "https://hooks.example.com/x"},
+            ADMIN,
         )
         assert r.status == 201
 

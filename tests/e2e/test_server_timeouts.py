@@ -75,7 +75,7 @@ def test_slowloris_head_is_closed_within_the_header_timeout(
     s = _connect(srv)
     try:
         t0 = time.monotonic()
-        s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\n")
+        s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         closed = False
         for i in range(20):  # one header line every 0.4 s, never the blank line
             time.sleep(0.4)
@@ -105,7 +105,7 @@ def test_idle_keepalive_connection_is_closed(gateway: tuple[ServeProcess, FakeAn
     srv, _ = gateway
     s = _connect(srv)
     try:
-        s.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         s.settimeout(5)
         first = s.recv(65536)
         assert first.startswith(b"HTTP/1.1 200") and b"pong" in first
@@ -122,7 +122,7 @@ def test_trickled_body_gets_408_in_the_callers_dialect(
     s = _connect(srv)
     try:
         s.sendall(
-            b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b'Content-Length: 200\r\n\r\n{"model": '
         )
         s.settimeout(BODY_TIMEOUT + 4)
@@ -163,7 +163,7 @@ def test_stalled_stream_reader_is_dropped_and_its_upstream_released(
     s = _connect(srv, rcvbuf=4096)
     try:
         s.sendall(
-            b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body
         )
