@@ -74,7 +74,7 @@ class Auth:
 
     def __init__(self, config: Config, accountant: Any) -> None:
         self.config = config
-        self.static = [k.encode() for k in config.auth.keys]
+        self.static = [k.encode() for k in config.auth.secrets]
         self.accountant = accountant
         self.failures = AuthFailures(config.auth.max_failures_per_minute)
 

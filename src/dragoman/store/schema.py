@@ -42,6 +42,10 @@ keys = Table(
     Column("created_at", DateTime, nullable=False),
     Column("expires_at", DateTime, nullable=True),
     Column("revoked_at", DateTime, nullable=True),
+    #: the key's own rate limits, NULL = none of its own (docs/limits.md)
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("max_concurrency", Integer, nullable=True),
 )
 
 #: provider API keys, Fernet-encrypted with a key derived from DRAGOMAN_MASTER_KEY
