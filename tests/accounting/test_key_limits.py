@@ -101,9 +101,9 @@ def test_cli_create_with_limits(db_url: str, tmp_path: Path) -> None:
     assert r.exit_code == 2 and "--rpm" in r.output
 
 
-async def test_0004_adds_empty_limits_to_existing_keys(empty_db_url: str) -> None:
-    """Keys made before 0004 keep working, with no limits of their own."""
-    await upgrade_async(empty_db_url, "0003")
+async def test_0005_adds_empty_limits_to_existing_keys(empty_db_url: str) -> None:
+    """Keys made before 0005 keep working, with no limits of their own."""
+    await upgrade_async(empty_db_url, "0004")
     engine = create_engine(empty_db_url)
     try:
         async with engine.begin() as conn:
