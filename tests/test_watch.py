@@ -144,3 +144,40 @@ def test_anthropic_estimate_and_error_event() -> None:
     truth = fake_tokens.count_text(text)
     assert u.input_tokens == 50 and u.estimated
     assert truth <= u.output_tokens <= 2 * truth
+
+
+def test_anthropic_error_event_split_across_chunks_is_scrubbed() -> None:
+    """Every byte split of content + an ``error`` event echoing the key: the content events are
+    forwarded as received, the error event rewritten without the key (issue 10, audit #3)."""
+    key = "plain0123456789abcdef"
+    content = (
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"Hi"}}\n\n'
+    )
+    error = (
+        b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
+        b'"message":"bad key ' + key.encode() + b'"}}\n\n'
+    )
+    stream = content + error
+    for cut in range(1, len(stream)):
+        relay = AnthropicWatch(None, (key,))
+        out = relay.feed(stream[:cut]) + relay.feed(stream[cut:])
+        assert key.encode() not in out
+        assert out.startswith(content)
+        assert b"event: error\n" in out and b"bad key [redacted]" in out
+        assert relay.error == "bad key [redacted]" and relay.error_type == "overloaded_error"
+        assert relay.meter.content_events == 1
+
+
+def test_openai_error_chunk_is_scrubbed_and_content_untouched() -> None:
+    key = "plain0123456789abcdef"
+    content = _chunk({"content": "Hi"})
+    error = b'data: {"error":{"message":"api_key=' + key.encode() + b'","code":500}}\n\n'
+    relay = OpenAIWatch(None, False, (key,))
+    out = relay.feed(content + error + b"data: [DONE]\n\n")
+    # the error chunk ends the stream: the upstream's [DONE] after it is not passed on
+    # (docs/protocols.md, "Stream endings")
+    assert out.startswith(content) and b"[DONE]" not in out
+    assert out.rstrip().split(b"\n\n")[-1].startswith(b'data: {"error"')
+    assert key.encode() not in out and b"api_key=[redacted]" in out
+    assert relay.error == "api_key=[redacted]"

@@ -46,7 +46,22 @@ def main() -> None:
     help="port (overrides server.port); 0 takes a free one, named in the 'serving on' line",
 )
 @click.option("--require-healthy", is_flag=True, help="refuse to start while a provider is down")
-def serve(config: str | None, host: str | None, port: int | None, require_healthy: bool) -> None:
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="processes serving the port (SO_REUSEPORT); more than 1 needs state.url",
+)
+@click.option("--worker", is_flag=True, hidden=True, help="one of --workers N (SO_REUSEPORT)")
+def serve(
+    config: str | None,
+    host: str | None,
+    port: int | None,
+    require_healthy: bool,
+    workers: int,
+    worker: bool,
+) -> None:
     """Start the gateway."""
     cfg = _load(config)
     if host:
@@ -56,13 +71,22 @@ def serve(config: str | None, host: str | None, port: int | None, require_health
     from .logs import setup_logging
 
     setup_logging(cfg.server.log_format, cfg.server.log_level)
+    if workers != 1:
+        from .server import workers as pool
+
+        why = pool.refusal(cfg, workers)
+        if why is not None:
+            raise click.ClickException(why)
+        args = [*(["--config", config] if config else []), *(["--host", host] if host else [])]
+        args += ["--require-healthy"] if require_healthy else []
+        sys.exit(pool.run(cfg, workers, args, banner(cfg)))
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
-    code = asyncio.run(_serve(cfg, require_healthy))
+    code = asyncio.run(_serve(cfg, require_healthy, reuse_port=worker))
     sys.exit(code)
 
 
@@ -84,6 +108,16 @@ def model_table(cfg: Config) -> str:
     return "\n".join(lines)
 
 
+def banner(cfg: Config) -> str:
+    """What ``serve`` prints under its 'serving on' line."""
+    if cfg.models:
+        return model_table(cfg)
+    return (
+        "no models configured: set ANTHROPIC_API_KEY or OPENAI_API_KEY, or pass --config "
+        "(see examples/)"
+    )
+
+
 async def build(cfg: Config) -> tuple[Any, Any]:
     """The gateway core and its accountant for a config (``bootstrap.build``)."""
     from .bootstrap import build as build_core
@@ -94,7 +128,7 @@ async def build(cfg: Config) -> tuple[Any, Any]:
         raise click.ClickException(str(e)) from None
 
 
-async def _serve(cfg: Config, require_healthy: bool) -> int:
+async def _serve(cfg: Config, require_healthy: bool, *, reuse_port: bool = False) -> int:
     from aiohttp import web
 
     from .server.app import create_app
@@ -146,19 +180,17 @@ async def _serve(cfg: Config, require_healthy: bool) -> int:
     # cyclic collector, whose full passes over it otherwise stall the loop for tens of ms (p99).
     gc.collect()
     gc.freeze()
-    site = web.TCPSite(runner, cfg.server.host, cfg.server.port, reuse_address=True)
+    site = web.TCPSite(
+        runner, cfg.server.host, cfg.server.port, reuse_address=True, reuse_port=reuse_port
+    )
     await site.start()
     # the port really bound (``--port 0`` asks the OS for a free one): scripts and tests read it
     # from this line instead of guessing a free port beforehand
     bound = runner.addresses[0][1] if runner.addresses else cfg.server.port
     host = f"[{cfg.server.host}]" if ":" in cfg.server.host else cfg.server.host
     click.echo(f"dragoman serving on http://{host}:{bound} ({cfg.source})")
-    click.echo(
-        model_table(cfg)
-        if cfg.models
-        else "no models configured: set ANTHROPIC_API_KEY "
-        "or OPENAI_API_KEY, or pass --config (see examples/)"
-    )
+    if not reuse_port:  # a worker of --workers N: the parent prints the table once
+        click.echo(banner(cfg))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

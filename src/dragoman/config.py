@@ -89,10 +89,21 @@ class ServerConfig(_Strict):
     write_timeout: float = Field(default=30.0, gt=0)
 
 
+class StaticKey(_Strict):
+    """A static client key written as an object (docs/limits.md): its ``alias`` names it in
+    usage rows and in ``limits`` targets, its ``team`` counts it under a team."""
+
+    key: str
+    #: unset: ``static-N`` (its place in ``auth.keys``, from 1)
+    alias: str | None = Field(default=None, min_length=1, max_length=200)
+    team: str | None = Field(default=None, min_length=1, max_length=200)
+
+
 class AuthConfig(_Strict):
-    #: static client keys (``x-api-key`` or ``Authorization: Bearer``); with none, and no
-    #: virtual key in the store, the gateway is open (loopback only unless ``open: true``)
-    keys: list[str] = Field(default_factory=list)
+    #: static client keys (``x-api-key`` or ``Authorization: Bearer``), each a string or a
+    #: ``{key, alias, team}`` object; with none, and no virtual key in the store, the gateway
+    #: is open (loopback only unless ``open: true``)
+    keys: list[str | StaticKey] = Field(default_factory=list)
     admin_key: str | None = None
     #: run without client keys on a non-loopback address (docs/security.md)
     open: bool = False
@@ -108,6 +119,30 @@ class AuthConfig(_Strict):
     def unset(self) -> list[str]:
         """Dotted paths of keys written in the config that expanded to an empty string."""
         return list(self._unset)
+
+    @property
+    def static_keys(self) -> list[StaticKey]:
+        """``keys`` as objects, each with its alias (``static-N`` when none was written)."""
+        return [
+            StaticKey(key=k, alias=f"static-{i + 1}")
+            if isinstance(k, str)
+            else k.model_copy(update={"alias": k.alias or f"static-{i + 1}"})
+            for i, k in enumerate(self.keys)
+        ]
+
+    @property
+    def secrets(self) -> list[str]:
+        """The static keys' secrets."""
+        return [k if isinstance(k, str) else k.key for k in self.keys]
+
+    @model_validator(mode="after")
+    def _aliases_unique(self) -> AuthConfig:
+        seen: set[str] = set()
+        for i, k in enumerate(self.static_keys):
+            if k.alias in seen:
+                raise ValueError(f"keys.{i}: alias {k.alias!r} is used by another key")
+            seen.add(k.alias or "")
+        return self
 
 
 class Timeouts(_Strict):
@@ -144,10 +179,18 @@ class ProviderConfig(_Strict):
     reasoning_field: str | None = None
     #: ``POST {root}/tokenize`` exists (vLLM); None = as the flavor says
     tokenize: bool | None = None
-    #: Anthropic backend: forward the client's anthropic-beta header
-    forward_betas: bool = True
+    #: Anthropic backend: forward the client's anthropic-beta flags: all (true), none (false),
+    #: or those equal to or starting with an entry of a list (providers/betas.py)
+    forward_betas: bool | list[str] = True
     #: check health at start-up
     health_check: bool = True
+
+    @field_validator("forward_betas")
+    @classmethod
+    def _beta_names(cls, v: bool | list[str]) -> bool | list[str]:
+        if isinstance(v, list) and any(not a.rstrip("*").strip() for a in v):
+            raise ValueError("an empty entry would forward every beta: write true instead")
+        return v
 
     @field_validator("flavor")
     @classmethod
@@ -517,8 +560,16 @@ def load_config_dict(
     auth = expanded.get("auth")
     if isinstance(auth, dict):
         if isinstance(auth.get("keys"), list):
-            unset += [f"auth.keys.{i}" for i, k in enumerate(auth["keys"]) if k == ""]
-            auth["keys"] = [k for k in auth["keys"] if k != ""]
+            for i, k in enumerate(auth["keys"]):
+                if k == "":
+                    unset.append(f"auth.keys.{i}")
+                elif isinstance(k, dict) and k.get("key") == "":
+                    unset.append(f"auth.keys.{i}.key")
+            auth["keys"] = [
+                k
+                for k in auth["keys"]
+                if k != "" and not (isinstance(k, dict) and k.get("key") == "")
+            ]
         if auth.get("admin_key") == "":
             unset.append("auth.admin_key")
             auth["admin_key"] = None

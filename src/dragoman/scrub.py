@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 MASK = "[redacted]"
 
@@ -48,3 +49,14 @@ def _mask(m: re.Match[str]) -> str:
         return MASK
     cut = re.match(r"[A-Za-z_\-]+[\"']?\s*[:=]?\s*[\"']?\s*(?:(?:bearer|basic)\s+)?", s, re.I)
     return (cut.group(0) if cut else "") + MASK
+
+
+def scrub_json(obj: Any, secrets: Iterable[str | None] = ()) -> Any:
+    """``obj`` (an upstream error event's JSON) with every string scrubbed of credentials."""
+    if isinstance(obj, str):
+        return scrub(obj, secrets)
+    if isinstance(obj, dict):
+        return {k: scrub_json(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [scrub_json(v, secrets) for v in obj]
+    return obj

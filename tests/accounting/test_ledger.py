@@ -557,17 +557,30 @@ async def test_crash_recovery(db_url: str) -> None:
         assert b.recovered == 6
         led = await rows(b, schema.ledger)
         assert not [r for r in led if r.status == "pending"]
-        cancelled = [r for r in led if r.status == "cancelled"]
-        assert len(cancelled) == 6 and {r.reason for r in cancelled} == {"crash_recovery"}
+        # in flight when the process died: confirmed at their input estimate, not $0
+        rec = {r.id: r for r in led if r.reason == "recovered"}
+        assert len(rec) == 6 and {r.status for r in rec.values()} == {"confirmed"}
+        for h in pending:
+            assert rec[h.id].amount_final == pytest.approx(0.05)  # 50k input tokens at $1/M
+        free_charge = rec[free.id].amount_final
+        assert 0 < free_charge < free.amount
         spent, reserved = await b.counters(bid, EPOCH)
-        assert spent == pytest.approx(0.12) and reserved == 0.0
+        assert spent == pytest.approx(0.12 + 0.25 + free_charge) and reserved == 0.0
         await ledger_consistent(b)
-        # the budget is usable again: 0.88 left -> 8 holds of 0.1
+        # each has a usage row, flagged estimated, at that cost
+        used = {u.request_id: u for u in await rows(b, schema.usage)}
+        for h in pending:
+            u = used[h.info.request_id]
+            assert (u.input_tokens, u.output_tokens, u.usage_estimated) == (50_000, 0, True)
+            assert u.cost == pytest.approx(0.05)
+        # the budget is usable again
         admitted, _ = await _race([b], 12)
-        assert admitted == 8
-        # a late confirm of a hold recovered as crashed still charges the work done
+        assert admitted == int((1.0 - spent + 1e-9) / 0.1)
+        # a late confirm of a recovered hold charges the work done instead of the estimate
         await b.confirm(pending[0], outcome(Usage(input_tokens=10_000)))  # $0.01
         await ledger_consistent(b)
+        late = (await rows(b, schema.ledger, schema.ledger.c.id == pending[0].id))[0]
+        assert (late.reason, late.amount_final) == ("late_confirm", pytest.approx(0.01))
     finally:
         await b.close()
 

@@ -24,7 +24,7 @@ async def test_upgrade_from_empty_and_idempotent(empty_db_url: str) -> None:
     await upgrade_async(empty_db_url)  # a second run is a no-op
     engine = create_engine(empty_db_url)
     try:
-        assert await current_revision(engine) == "0003"
+        assert await current_revision(engine) == "0005"
         async with engine.connect() as conn:
             names = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
         assert set(schema.metadata.tables) <= names

@@ -21,7 +21,11 @@ from tests.support import http
 from tests.support.invariants import wait_until
 from tests.support.serve import ServeProcess
 
-from dragoman.tokens import estimate_anthropic_request_tokens, estimate_text_tokens
+from dragoman.tokens import (
+    estimate_anthropic_request_tokens,
+    estimate_openai_request_tokens,
+    estimate_text_tokens,
+)
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 ADMIN = "admin-secret-for-tests"
@@ -366,6 +370,8 @@ def _start_server(cfg: Path) -> ServeProcess:
 
 
 def test_sigkill_leaves_no_pending_hold(db: str, tmp_path: Path) -> None:
+    """Holds pending when the process is SIGKILLed are confirmed at the request's input
+    estimate by the next start (reason ``recovered``), with usage rows flagged estimated."""
     name = "k_" + uuid.uuid4().hex[:8]
     url = f"sqlite:///{tmp_path}/crash.db" if db.startswith("sqlite") else f"{PG}?schema={name}"
     with FakeOpenAI("vllm") as up:
@@ -423,7 +429,31 @@ def test_sigkill_leaves_no_pending_hold(db: str, tmp_path: Path) -> None:
             rows = query(url, "SELECT status, COUNT(*) FROM ledger GROUP BY status")
             counts = dict((r[0], r[1]) for r in rows)
             assert counts.get("pending", 0) == 0
-            assert counts.get("cancelled", 0) == 5
+            # in flight when the process died: charged their input estimate, not $0
+            assert counts.get("cancelled", 0) == 0
+            hung = {"model": "coder", "messages": [{"role": "user", "content": "y"}]}
+            estimate = estimate_openai_request_tokens(hung)
+            recovered = query(
+                url,
+                "SELECT request_id, amount_final, input_tokens_estimate FROM ledger "
+                "WHERE reason = 'recovered' AND status = 'confirmed'",
+            )
+            assert len(recovered) == 5
+            for _, amount, tokens in recovered:
+                assert tokens == estimate > 0
+                assert amount == pytest.approx(estimate * 1.0 / 1e6)
+            # and each has its usage row, flagged estimated, at that cost
+            usage = {
+                r[0]: r[1:]
+                for r in query(
+                    url,
+                    "SELECT request_id, input_tokens, output_tokens, usage_estimated, cost "
+                    "FROM usage",
+                )
+            }
+            for rid, amount, _ in recovered:
+                assert usage[rid][0] == estimate and usage[rid][1] == 0
+                assert bool(usage[rid][2]) and usage[rid][3] == pytest.approx(amount)
             confirmed = query(
                 url, "SELECT COALESCE(SUM(amount_final), 0) FROM ledger WHERE status = 'confirmed'"
             )[0][0]

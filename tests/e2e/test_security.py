@@ -82,7 +82,7 @@ def _cli(cfg: Path, *args: str) -> str:
 
 
 def _serve(cfg: Path, *args: str) -> ServeProcess:
-    return ServeProcess(cfg, env=_env(), args=args).start()
+    return ServeProcess(cfg, env=_env(), args=args)  # started by `with` (once)
 
 
 def _a(url: str, key: str | None = None, **kw: object) -> anthropic.Anthropic:

@@ -1060,9 +1060,16 @@ class FakeOpenAI(FakeUpstream):
         ):
             raise OpenAIError("Invalid value for 'tool_choice'.", param="tool_choice")
         if choice["type"] == "function":
-            name = (choice.get("function") or {}).get("name")
+            fn = choice.get("function")
+            name = fn.get("name") if isinstance(fn, dict) else None
+            if not isinstance(name, str):  # what api.openai.com says of a malformed choice
+                raise OpenAIError("Invalid value for 'tool_choice'.", param="tool_choice")
             names = {
-                (t.get("function") or {}).get("name") for t in tools or [] if isinstance(t, dict)
+                n
+                for t in tools or []
+                if isinstance(t, dict) and isinstance(t.get("function"), dict)
+                for n in [t["function"].get("name")]
+                if isinstance(n, str)
             }
             if name not in names:
                 raise OpenAIError(

@@ -120,7 +120,7 @@ def _o(gw: ServerThread) -> openai.OpenAI:
 
 def test_each_server_is_detected_and_health_says_why(gw: ServerThread, fakes: Fakes) -> None:
     body = http.get(gw.url + "/health", ADMIN).json()
-    assert set(body) == {"status", "uptime_s", "providers", "deployments", "flavors"}
+    assert set(body) == {"status", "uptime_s", "providers", "deployments", "flavors", "pid"}
     flavors = body["flavors"]
     assert flavors["vllm"] == {
         "flavor": "vllm",

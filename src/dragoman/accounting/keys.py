@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dragoman.accounting.types import KeyInfo
-from dragoman.config import Config
+from dragoman.config import Config, StaticKey
 from dragoman.errors import PermissionDeniedError, ServerError
 from dragoman.store.keys import KeyRepo
 from dragoman.store.secrets import hash_secret
@@ -48,6 +48,9 @@ def _key_from_row(r: Any) -> KeyInfo:
         budget_usd=r.budget_usd,
         budget_period=r.budget_period or "total",
         expires_at=r.expires_at,
+        rpm=r.rpm,
+        tpm=r.tpm,
+        max_concurrency=r.max_concurrency,
     )
 
 
@@ -59,20 +62,20 @@ def static_key_id(pepper: bytes, secret: str) -> str:
     return f"static-{hash_secret(id_key, secret)[:12]}"
 
 
-def _static_keys(pepper: bytes, secrets: list[str]) -> list[tuple[str, KeyInfo]]:
+def _static_keys(pepper: bytes, keys: list[StaticKey]) -> list[tuple[str, KeyInfo]]:
     out = []
-    for i, secret in enumerate(secrets):
+    for k in keys:
         info = KeyInfo(
-            id=static_key_id(pepper, secret),
-            alias=f"static-{i + 1}",
-            team=None,
+            id=static_key_id(pepper, k.key),
+            alias=k.alias,
+            team=k.team,
             owner=None,
             allowed_models=None,
             metadata={},
             is_static=True,
             budget_usd=None,
         )
-        out.append((hash_secret(pepper, secret), info))
+        out.append((hash_secret(pepper, k.key), info))
     return out
 
 
@@ -96,7 +99,7 @@ class Keyring:
         self.clock = clock
         #: naive UTC wall clock for key expiry
         self.now = now
-        self._static = _static_keys(pepper, config.auth.keys)
+        self._static = _static_keys(pepper, config.auth.static_keys)
         self._cache: dict[str, tuple[KeyInfo | None, float]] = {}
         #: the store holds an unrevoked virtual key (kept by ``key_watch.KeyWatch``): client
         #: auth is then required (docs/security.md)

@@ -48,6 +48,8 @@ from dragoman.errors import ServerError
 from dragoman.store import schema
 from dragoman.store.brief import brief
 from dragoman.store.db import Database, insert_ignore
+from dragoman.store.fit import fit_row
+from dragoman.usage import Usage
 
 log = logging.getLogger("dragoman.accounting")
 
@@ -224,7 +226,9 @@ class Ledger:
                         raise BudgetLimitError(b, ps, spent, reserved, h.amount)
                 await conn.execute(
                     L.insert().values(
-                        **self._row(h, "pending", None, None), budget_refs=refs_text(h.refs)
+                        **self._row(h, "pending", None, None),
+                        **self._recovery_info(h),
+                        budget_refs=refs_text(h.refs),
                     )
                 )
         except BudgetLimitError:
@@ -320,6 +324,23 @@ class Ledger:
             "owner": self.owner,
         }
 
+    def _recovery_info(self, h: Hold) -> dict[str, Any]:
+        """What a pending row keeps for crash recovery: a request in flight when the process
+        died is charged its input estimate, not $0 (docs/accounting.md, "Exactly once, and
+        after a crash"), and gets a usage row saying so."""
+        info = h.info
+        p = self.prices.price_for(info.model, info.deployment)
+        return fit_row(
+            schema.ledger,
+            {
+                "input_tokens_estimate": info.input_tokens_estimate,
+                "amount_estimate": _prices.cost(p, Usage(info.input_tokens_estimate, 0)),
+                "requested_model": info.requested_model,
+                "dialect": info.dialect,
+                "streamed": info.streamed,
+            },
+        )
+
     async def _settle(self, h: Hold, status: str, final: float, reason: str | None) -> None:
         if self.db is None:
             return
@@ -372,6 +393,7 @@ class Ledger:
                 )
             )
             release_held = res.rowcount == 1
+            add = final  # what the budgets charged are charged now
             if not release_held:
                 if status != "confirmed":
                     return []
@@ -392,15 +414,19 @@ class Ledger:
                     )
                 )
                 if res.rowcount != 1:
-                    log.warning("hold %s was already settled in the ledger", h.id)
-                    return []
+                    # confirmed at its input estimate by crash recovery: charge the difference
+                    before = await self._late_over_recovered(conn, h, final, where)
+                    if before is None:
+                        log.warning("hold %s was already settled in the ledger", h.id)
+                        return []
+                    add = final - before
             charge = {(b.id, ps) for b, ps in h.charge}
             for b, ps in h.refs:
                 values: dict[str, Any] = {}
                 if release_held:
                     values["reserved"] = release(C.c.reserved, h.amount)
                 if status == "confirmed" and (b.id, ps) in charge:
-                    values["spent"] = C.c.spent + final
+                    values["spent"] = C.c.spent + add
                 if not values:
                     continue
                 q = (
@@ -413,6 +439,24 @@ class Ledger:
                 if got is not None and status == "confirmed":
                     spent_after.append((b, ps, float(got[0])))
         return spent_after
+
+    async def _late_over_recovered(
+        self, conn: Any, h: Hold, final: float, where: dict[str, Any]
+    ) -> float | None:
+        """A late confirm of a hold crash recovery confirmed at its input estimate (its process
+        was only stalled): the row takes the actual cost; returns what recovery had charged
+        (None if the row was not recovered)."""
+        L = schema.ledger
+        mine = (L.c.id == h.id, L.c.status == "confirmed", L.c.reason == "recovered")
+        got = (await conn.execute(select(L.c.amount_final).where(*mine))).first()
+        if got is None:
+            return None
+        res = await conn.execute(
+            update(L)
+            .where(*mine)
+            .values(amount_final=final, resolved_at=self.now(), reason="late_confirm", **where)
+        )
+        return float(got[0] or 0.0) if res.rowcount == 1 else None
 
     async def retry_unsettled(self) -> None:
         while self.unsettled:

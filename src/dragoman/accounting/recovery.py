@@ -3,9 +3,11 @@
 Each Accountant registers in ``instances`` under an id naming its host, pid namespace, pid and
 the process's start time, and heartbeats. Pending ledger rows whose owner is dead (same host and
 pid namespace: the pid is gone, a zombie, or reused by a process started at another time;
-elsewhere: no heartbeat for ``STALE_AFTER`` s) are cancelled with reason
-``crash_recovery`` and their reservations released, at start and every ``SWEEP_EVERY`` s. A late
-confirm of such a hold still charges the work done (``late_confirm``, see ``ledger.py``);
+elsewhere: no heartbeat for ``STALE_AFTER`` s) are settled and their reservations released, at
+start and every ``SWEEP_EVERY`` s: confirmed at the request's input estimate (reason
+``recovered``, see ``recovered.py``), or cancelled (``crash_recovery``) when the row kept no
+estimate. A late confirm of such a hold still charges the work done (``late_confirm``, see
+``ledger.py``);
 docs/accounting.md, "Exactly once, and after a crash".
 
 The maintenance loop here also runs the other periodic chores (reload budgets, retry unsettled
@@ -27,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
+from dragoman.accounting import recovered
 from dragoman.accounting.ledger import parse_refs, release
 from dragoman.store import schema
 from dragoman.store.brief import brief
@@ -154,7 +157,9 @@ class Recovery:
 
     # ---- recovery ------------------------------------------------------------------------
     async def recover(self, at_start: bool) -> int:
-        """Cancel pending holds of dead processes (reason "crash_recovery"); returns how many."""
+        """Settle pending holds of dead processes: confirmed at their input estimate (reason
+        "recovered", ``recovered.py``), or cancelled ("crash_recovery") when their row kept
+        none; returns how many."""
         L, C = schema.ledger, schema.budget_counters
         async with self.db.connect() as conn:
             heartbeats = {
@@ -170,18 +175,26 @@ class Recovery:
                 )
             ]
         dead = [o for o in owners if self.is_dead(o, heartbeats)]
-        n = 0
+        n = charged = 0
         for owner in dead:
             async with self.db.connect() as conn:
                 rows = (
                     await conn.execute(
-                        select(L.c.id, L.c.amount_held, L.c.budget_refs).where(
+                        select(*(L.c[c] for c in recovered.COLUMNS)).where(
                             L.c.status == "pending",
                             L.c.owner.is_(None) if owner is None else L.c.owner == owner,
                         )
                     )
                 ).all()
-            n += await self._cancel_rows(rows, "crash_recovery")
+            # in flight when its process died: charged its input estimate (rows written
+            # before migration 0004 have none: cancelled)
+            charged += await recovered.charge_rows(
+                self.db, [r for r in rows if recovered.chargeable(r)], self.now()
+            )
+            n += await self._cancel_rows(
+                [r for r in rows if not recovered.chargeable(r)], "crash_recovery"
+            )
+        n += charged
         dead_instances = [
             i for i in heartbeats if i != self.instance_id and self.is_dead(i, heartbeats)
         ]
@@ -201,7 +214,12 @@ class Recovery:
                     await conn.execute(update(C).where(C.c.reserved != 0).values(reserved=0.0))
         if n:
             log.warning(
-                "crash recovery: cancelled %d pending hold(s) of %d dead process(es)", n, len(dead)
+                "crash recovery: settled %d pending hold(s) of %d dead process(es) (%d charged "
+                "their input estimate, %d cancelled)",
+                n,
+                len(dead),
+                charged,
+                n - charged,
             )
         self.recovered += n
         return n

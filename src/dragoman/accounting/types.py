@@ -27,6 +27,10 @@ class KeyInfo:
     budget_period: str = "total"
     #: naive UTC expiry (virtual keys)
     expires_at: _dt.datetime | None = None
+    #: the key's own rate limits (virtual keys; ``limits/resolve.py`` reads them, docs/limits.md)
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
 
 
 @dataclass(slots=True)

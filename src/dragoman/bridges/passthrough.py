@@ -44,7 +44,7 @@ class AnthropicPassthrough:
         return Decoded(raw, usage, resp.get("stop_reason") == "refusal")
 
     def codec(self, at: Attempt, prep: Prepared) -> StreamCodec:
-        return aw.AnthropicWatch(None, at.ex.input_estimate)
+        return aw.AnthropicWatch(None, at.provider.secrets, at.ex.input_estimate)
 
     def first_event_error(self, first: bytes) -> DragomanError | None:
         return aw.first_event_error(first)
@@ -98,7 +98,9 @@ class OpenAIPassthrough:
         det, model = at.detection, at.dep.upstream_model
         if ids is None and model in det.reasoning_fields:
             # nothing to map, nothing to learn: the watcher alone (the hot path)
-            return ow.OpenAIWatch(None, prep.inject_usage, at.ex.input_estimate)
+            return ow.OpenAIWatch(
+                None, prep.inject_usage, at.provider.secrets, at.ex.input_estimate
+            )
         return _LearningWatch(at, prep.inject_usage, ids)
 
     def first_event_error(self, first: bytes) -> DragomanError | None:
@@ -115,7 +117,7 @@ class _LearningWatch(ow.OpenAIWatch):
     __slots__ = ("det", "ids", "looking", "model")
 
     def __init__(self, at: Attempt, inject: bool, ids: ToolIds | None) -> None:
-        super().__init__(None, inject, at.ex.input_estimate)
+        super().__init__(None, inject, at.provider.secrets, at.ex.input_estimate)
         self.det, self.model, self.ids = at.detection, at.dep.upstream_model, ids
         self.looking = 0 if self.model in self.det.reasoning_fields else 8
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .base import Provider
+from .betas import allow_list, forwarded
 
 DEFAULT_VERSION = "2023-06-01"
 
@@ -19,6 +20,8 @@ class AnthropicProvider(Provider):
         self._base_headers = {"content-type": "application/json", **self.config.headers}
         if self.api_key:
             self._base_headers["x-api-key"] = self.api_key
+        #: the betas forwarded (None = all, () = none): providers/betas.py
+        self._betas = allow_list(self.config.forward_betas)
 
     def auth_headers(self) -> dict[str, str]:
         return {"x-api-key": self.api_key} if self.api_key else {}
@@ -28,10 +31,12 @@ class AnthropicProvider(Provider):
         h = dict(self._base_headers)
         version = client.get("anthropic-version") if client else None
         h["anthropic-version"] = version or DEFAULT_VERSION
-        if client and self.config.forward_betas:
+        if client and self._betas != ():
             beta = client.get("anthropic-beta")
             if beta:
-                h["anthropic-beta"] = beta
+                beta = forwarded(beta, self._betas, self.name)
+                if beta:
+                    h["anthropic-beta"] = beta
         return h
 
     async def health(self) -> tuple[bool, str]:

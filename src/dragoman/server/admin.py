@@ -63,6 +63,9 @@ _KEY_FIELDS = {
     "budget_period": "budget_period",
     "metadata": "metadata",
     "expires_at": "expires_at",
+    "rpm": "rpm",
+    "tpm": "tpm",
+    "max_concurrency": "max_concurrency",
 }
 _EXPIRY_DAYS = ("expires_in_days", "days", "duration_days")
 

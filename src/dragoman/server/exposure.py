@@ -8,6 +8,7 @@ upstream errors, probe URLs and server flavors describe the private network behi
 from __future__ import annotations
 
 import fnmatch
+import os
 from typing import Any
 
 from aiohttp import web
@@ -35,7 +36,8 @@ def visible_models(items: list[dict[str, Any]], key: Any, resolve: Any) -> list[
 def public_health(body: dict[str, Any], auth: Auth, request: web.Request) -> dict[str, Any]:
     """``body`` for the admin; ``{"status": ...}`` only for everyone else."""
     if auth.is_admin(request):
-        return body
+        # which process answered: one of ``serve --workers N`` (docs/limits.md)
+        return {**body, "pid": os.getpid()}
     return {"status": body["status"]}
 
 

@@ -95,7 +95,7 @@ class Auth:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.config = rt.config
-        self.static = [k.encode() for k in rt.config.auth.keys]
+        self.static = [k.encode() for k in rt.config.auth.secrets]
         self.failures = AuthFailures(rt.config.auth.max_failures_per_minute)
 
     async def __call__(self, ex: Exchange, next: Next) -> Reply:

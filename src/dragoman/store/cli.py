@@ -96,6 +96,11 @@ def keys() -> None:
 @click.option("--expires", default=None, help="expiry time, ISO-8601")
 @click.option("--days", type=float, default=None, help="expires after this many days")
 @click.option("--metadata", default=None, help="JSON object")
+@click.option("--rpm", type=click.IntRange(min=1), default=None, help="requests per minute")
+@click.option("--tpm", type=click.IntRange(min=1), default=None, help="tokens per minute")
+@click.option(
+    "--max-concurrency", type=click.IntRange(min=1), default=None, help="requests at once"
+)
 def keys_create(
     config_path: str | None,
     alias: str | None,
@@ -107,6 +112,9 @@ def keys_create(
     expires: str | None,
     days: float | None,
     metadata: str | None,
+    rpm: int | None,
+    tpm: int | None,
+    max_concurrency: int | None,
 ) -> None:
     """Create a key and print its secret (shown this once only)."""
     fields: dict[str, Any] = {
@@ -115,6 +123,9 @@ def keys_create(
         "owner": owner,
         "budget_usd": budget,
         "budget_period": budget_period,
+        "rpm": rpm,
+        "tpm": tpm,
+        "max_concurrency": max_concurrency,
     }
     if models:
         fields["allowed_models"] = [m.strip() for m in models.split(",") if m.strip()]
@@ -163,7 +174,8 @@ def keys_list(config_path: str | None, as_json: bool) -> None:
     if not rows:
         click.echo("no keys")
         return
-    cols = ("id", "alias", "team", "owner", "status", "budget_usd", "expires_at", "hint")
+    cols: tuple[str, ...] = ("id", "alias", "team", "owner", "status", "budget_usd")
+    cols += ("expires_at", "hint", "rpm", "tpm", "max_concurrency")
     table = [[str(r.get(c) if r.get(c) is not None else "-") for c in cols] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
     click.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))

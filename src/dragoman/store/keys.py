@@ -28,7 +28,14 @@ _EDITABLE = (
     "budget_period",
     "metadata",
     "expires_at",
+    "rpm",
+    "tpm",
+    "max_concurrency",
 )
+#: the rate-limit fields (docs/limits.md): positive integers, or null for none of the key's own
+LIMIT_FIELDS = ("rpm", "tpm", "max_concurrency")
+#: the largest limit the columns hold (a 32-bit integer in every database)
+_LIMIT_MAX = 2**31 - 1
 
 
 def _iso(v: _dt.datetime | None) -> str | None:
@@ -74,6 +81,9 @@ def key_public(row: Any) -> dict[str, Any]:
         "expires_at": _iso(m["expires_at"]),
         "revoked_at": _iso(m["revoked_at"]),
         "status": status,
+        "rpm": m["rpm"],
+        "tpm": m["tpm"],
+        "max_concurrency": m["max_concurrency"],
     }
 
 
@@ -112,6 +122,12 @@ def _validate(fields: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(v, dict):
                 raise ValueError("metadata must be an object")
             out["meta"] = json.dumps(v)
+        elif k in LIMIT_FIELDS:
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= _LIMIT_MAX
+            ):
+                raise ValueError(f"{k} must be a positive integer (at most {_LIMIT_MAX}) or null")
+            out[k] = v
         elif k == "expires_at":
             try:
                 out[k] = parse_time(v)
@@ -157,6 +173,9 @@ class KeyRepo:
             "created_at": utcnow(),
             "expires_at": None,
             "revoked_at": None,
+            "rpm": None,
+            "tpm": None,
+            "max_concurrency": None,
         }
         row.update(values)
         async with self.engine.begin() as conn:

@@ -42,6 +42,10 @@ keys = Table(
     Column("created_at", DateTime, nullable=False),
     Column("expires_at", DateTime, nullable=True),
     Column("revoked_at", DateTime, nullable=True),
+    #: the key's own rate limits, NULL = none of its own (docs/limits.md)
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("max_concurrency", Integer, nullable=True),
 )
 
 #: provider API keys, Fernet-encrypted with a key derived from DRAGOMAN_MASTER_KEY
@@ -78,6 +82,13 @@ ledger = Table(
     Column("owner", String(200), nullable=True),
     #: budget counters this hold reserved on: "budget_id@period_start_iso" joined by ","
     Column("budget_refs", Text, nullable=True),
+    #: on a budgeted hold's pending row: the input estimate (tokens, and USD at the target's
+    #: prices) and what the usage row names, for crash recovery to charge (migration 0004)
+    Column("input_tokens_estimate", Integer, nullable=True),
+    Column("amount_estimate", Float, nullable=True),
+    Column("requested_model", String(200), nullable=True),
+    Column("dialect", String(16), nullable=True),
+    Column("streamed", Boolean, nullable=True),
     Index("ix_ledger_status", "status"),
     Index("ix_ledger_request_id", "request_id"),
     Index("ix_ledger_created_at", "created_at"),

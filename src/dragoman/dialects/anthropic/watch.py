@@ -3,6 +3,7 @@ errors and what was delivered, without parsing every event (``dialects/delivered
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -10,7 +11,7 @@ import orjson
 from ...errors import STATUS_BY_TYPE, DragomanError, ServerError
 from ...protocols import anthropic as pa
 from ...protocols.sse import EventCutter, SSEParser, _parse_block, anthropic_frame
-from ...scrub import scrub
+from ...scrub import scrub, scrub_json
 from ...translate.errors import anthropic_upstream_error
 from ...usage import Usage
 from ..delivered import A_DELTA_OVERHEAD, InputEstimate, Meter, escaped_len, estimated
@@ -33,6 +34,7 @@ class AnthropicWatch:
         "final_usage",
         "input_estimate",
         "meter",
+        "secrets",
         "start_usage",
         "stopped",
         "tail",
@@ -40,9 +42,14 @@ class AnthropicWatch:
     )
 
     def __init__(
-        self, usage: Usage | None = None, input_estimate: InputEstimate | None = None
+        self,
+        usage: Usage | None = None,
+        secrets: Iterable[str] = (),
+        input_estimate: InputEstimate | None = None,
     ) -> None:
         self.usage = usage if usage is not None else Usage()
+        #: the provider's credentials: scrubbed from an error event before it is relayed
+        self.secrets = tuple(secrets)
         #: the request's input estimate, computed only if the upstream reports no input count
         self.input_estimate: InputEstimate = input_estimate or (lambda: 0)
         self.stopped = False
@@ -63,10 +70,12 @@ class AnthropicWatch:
         return self.feed(first)
 
     def feed(self, chunk: bytes) -> bytes:
-        """Watch ``chunk`` go by; returns it unchanged (the bytes to forward)."""
+        """The bytes to forward: whole events, as received, except an ``error`` event, which
+        is rewritten with its text scrubbed (it may echo the provider's key: docs/upstream.md,
+        "Nothing leaks")."""
         complete = self.tail.cut(chunk)
         if not complete:
-            return chunk
+            return b""
         if b"message_" not in complete and b"error" not in complete:
             # content events only (deltas, block starts/stops, pings): count what is delivered
             if complete.count(b"\n\n") == 1:
@@ -75,8 +84,10 @@ class AnthropicWatch:
                 for block in complete.split(b"\n\n"):
                     if block:
                         self._content(block, 2)
-            return chunk
-        for block in complete.split(b"\n\n"):
+            return complete
+        blocks = complete.split(b"\n\n")
+        rewritten = False
+        for i, block in enumerate(blocks):
             if not block:
                 continue
             if b"event: message_" not in block and b"event: error" not in block:
@@ -99,13 +110,17 @@ class AnthropicWatch:
             elif name == "message_stop":
                 self.stopped = True
             elif name == "error":
-                obj = orjson.loads(ev.data)
+                obj = scrub_json(orjson.loads(ev.data), self.secrets)
                 e = obj.get("error") if isinstance(obj, dict) else None
                 e = e if isinstance(e, dict) else {}
-                self.error = scrub(str(e.get("message") or "upstream error"))
+                self.error = scrub(str(e.get("message") or "upstream error"), self.secrets)
                 self.error_type = str(e.get("type") or "api_error")
                 self.error_status = STATUS_BY_TYPE.get(self.error_type, 500)
-        return chunk
+                if not isinstance(obj, dict):
+                    obj = {"type": "error", "error": {"type": "api_error", "message": self.error}}
+                blocks[i] = anthropic_frame("error", obj)[:-2]
+                rewritten = True
+        return b"\n\n".join(blocks) if rewritten else complete
 
     def _content(self, event: bytes, pad: int) -> None:
         if event.startswith(b"event: content_block_delta") or (

@@ -3,6 +3,7 @@ usage chunk dragoman asked for itself), completeness, errors and what was delive
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ import orjson
 from ...errors import DragomanError, ServerError
 from ...protocols import openai as po
 from ...protocols.sse import EventCutter, SSEParser, _parse_block, openai_frame
+from ...scrub import scrub_json
 from ...translate.errors import openai_stream_error_to_error
 from ...usage import Usage
 from ..delivered import O_CHUNK_OVERHEAD, InputEstimate, Meter, escaped_len, estimated
@@ -51,6 +53,7 @@ class OpenAIWatch:
         "input_estimate",
         "meter",
         "saw_usage",
+        "secrets",
         "tail",
         "usage",
     )
@@ -59,10 +62,13 @@ class OpenAIWatch:
         self,
         usage: Usage | None = None,
         inject: bool = False,
+        secrets: Iterable[str] = (),
         input_estimate: InputEstimate | None = None,
     ) -> None:
         self.usage = usage if usage is not None else Usage()
         self.inject = inject
+        #: the provider's credentials: scrubbed from an error chunk before it is relayed
+        self.secrets = tuple(secrets)
         #: the request's input estimate, computed only if the upstream reports no usage
         self.input_estimate: InputEstimate = input_estimate or (lambda: 0)
         self.done = False
@@ -107,9 +113,13 @@ class OpenAIWatch:
                 obj = orjson.loads(ev.data) if ev is not None and ev.data else {}
                 if isinstance(obj, dict):
                     if obj.get("error") is not None and "choices" not in obj:
+                        # relayed rewritten, its text scrubbed (it may echo the provider's key)
+                        obj = scrub_json(obj, self.secrets)
                         err = openai_stream_error_to_error(obj)
                         self.error, self.error_status = err.message, err.status
                         self.error_type = err.type
+                        out.append(openai_frame(obj))
+                        continue
                     elif isinstance(obj.get("usage"), dict) and obj["usage"]:
                         u = Usage.from_openai(obj["usage"])
                         self.usage.input_tokens = u.input_tokens
