@@ -166,10 +166,11 @@ async def _respond(
     try:
         await resp.prepare(request)
         async for chunk in gen:
-            await timeouts.client_write(request, resp.write(chunk), wt)  # a stalled client: 499
+            # a stalled client: 499
+            await timeouts.client_write(request, resp.write(chunk), wt, len(chunk))
             if obs.ttft is None:
                 obs.first_bytes()
-        await timeouts.client_write(request, resp.write_eof(), wt)
+        await timeouts.client_write(request, resp.write_eof(), wt, 0)
     except (ConnectionResetError, ConnectionError):
         log.info("client went away during a stream (%s)", request.get(REQUEST_ID))
         obs.status = 499
