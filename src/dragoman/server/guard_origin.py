@@ -15,7 +15,6 @@ the gateway never grants), so the checks apply only while the gateway is open.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 from aiohttp import web
@@ -26,10 +25,6 @@ from ..errors import InvalidRequestError, PermissionDeniedError
 from .auth import is_loopback
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-#: Host names seen are few: parse each once (bounded, client-chosen values)
-_loopback = functools.lru_cache(maxsize=1024)(is_loopback)
 
 
 def _host_name(host: str) -> str:
@@ -62,7 +57,7 @@ def check_browser(request: web.Request, server: ServerConfig) -> None:
     if host is not None:
         allowed = {h.lower() for h in server.allowed_hosts}
         name = _host_name(host)
-        if not (_loopback(name) or name in allowed or host.strip().lower() in allowed):
+        if not (is_loopback(name) or name in allowed or host.strip().lower() in allowed):
             raise PermissionDeniedError(
                 f"this gateway is open (no client keys): Host {host[:100]!r} is not a loopback "
                 "name; list it in server.allowed_hosts or configure auth.keys",
