@@ -132,8 +132,9 @@ async def _respond(request: web.Request, reply: Reply) -> web.StreamResponse:
     try:
         await resp.prepare(request)
         async for chunk in gen:
-            await timeouts.client_write(request, resp.write(chunk), wt)  # a stalled client: 499
-        await timeouts.client_write(request, resp.write_eof(), wt)
+            # a stalled client: 499
+            await timeouts.client_write(request, resp.write(chunk), wt, len(chunk))
+        await timeouts.client_write(request, resp.write_eof(), wt, 0)
     except (ConnectionResetError, ConnectionError):
         log.info("client went away during a stream (%s)", request.get(REQUEST_ID))
     finally:

@@ -28,6 +28,10 @@ class ClientStalledError(ConnectionResetError):
     like a client that went away (it is one, for every purpose but the socket)."""
 
 
+#: chunks smaller than this, written to an empty transport buffer, cannot wait (see client_write)
+FAST_WRITE = 16 * 1024
+
+
 def runner_options(server: ServerConfig) -> dict[str, Any]:
     """Keyword arguments of ``web.AppRunner`` for these limits."""
     return {"keepalive_timeout": server.header_timeout}
@@ -35,6 +39,8 @@ def runner_options(server: ServerConfig) -> dict[str, Any]:
 
 async def read_body(request: web.Request, seconds: float) -> bytes:
     """The request body, or a 408 (in the caller's dialect) when it takes over ``seconds``."""
+    if request.content.is_eof():  # the whole body came with the head: nothing to wait for
+        return await request.read()
     try:
         async with asyncio.timeout(seconds):
             return await request.read()
@@ -45,9 +51,20 @@ async def read_body(request: web.Request, seconds: float) -> bytes:
         ) from None
 
 
-async def client_write(request: web.Request, op: Awaitable[None], seconds: float) -> None:
+async def client_write(
+    request: web.Request, op: Awaitable[None], seconds: float, size: int = FAST_WRITE
+) -> None:
     """Await a write to the client (``resp.write(...)``, ``resp.write_eof()``), dropping the
-    client when it does not read for ``seconds``."""
+    client when it does not read for ``seconds``.
+
+    A write can only wait when the transport has paused writing (its buffer above the high-water
+    mark, 64 KiB). With an empty buffer and a small chunk (``size`` bytes, under ``FAST_WRITE``)
+    it cannot, so the timer (a few microseconds per chunk, most of a stream's writes) is skipped.
+    """
+    transport = request.transport
+    if size < FAST_WRITE and transport is not None and not transport.get_write_buffer_size():
+        await op
+        return
     try:
         async with asyncio.timeout(seconds):
             await op

@@ -11,6 +11,7 @@ without the key and limited per address (``accounting/auth_failures.py``). In-pr
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 from collections.abc import Mapping
@@ -73,6 +74,7 @@ def _in(addr: str, networks: list[str]) -> bool:
     return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)
 
 
+@functools.lru_cache(maxsize=1024)  # per request (Host headers, the bind): parse each name once
 def is_loopback(host: str) -> bool:
     """Whether a bind address (or Host name) only reaches this machine."""
     h = host.strip().strip("[]").lower()

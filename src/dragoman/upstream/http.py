@@ -88,6 +88,12 @@ class HTTPResponse:
         if declared is not None and declared > self.max_body:
             self.close()
             raise self._too_large()
+        if declared is not None and "Content-Encoding" not in self._resp.headers:
+            try:  # the declared length bounds what is read (the common case: one read)
+                with map_aiohttp_errors(self._name, "body", self._timeouts):
+                    return await self._resp.read()
+            finally:
+                self._resp.release()
         parts: list[bytes] = []
         size = 0
         try:
